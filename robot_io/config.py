@@ -1,0 +1,111 @@
+"""The robot seam's one config dataclass, composed by Hydra from ``configs/robot/*.yaml``.
+
+``type`` picks the implementation; only the section with the same name is read. Keeping every section in one
+typed dataclass means a typo in any override fails in Hydra's own struct check, before any arm is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from robot_io.safety import SafetyConfig
+
+ROBOT_TYPES = ("sim_box", "lerobot", "bridge")
+
+
+@dataclass
+class ExpertConfig:
+    """The scripted box-assembly expert: demonstrator, simulated human corrector, and source of suboptimal data.
+
+    Every knob is drawn per episode from the episode seed, so a dataset with knobs on is still reproducible.
+    """
+
+    # Std of Gaussian noise added to the expert's position targets (metres).
+    action_noise: float = 0.0
+    # Probability, per stage, of pausing (progress plateaus) and how long a pause lasts (control steps).
+    hesitation_prob: float = 0.0
+    hesitation_steps: list[int] = field(default_factory=lambda: [8, 20])
+    # Probability, per completed stage, of undoing it and redoing it (progress traces a V).
+    retry_prob: float = 0.0
+    # Probability, per episode, of dropping the item mid-transport and giving up (a failure).
+    drop_prob: float = 0.0
+    # Probability, per episode, of stalling until the time limit (a failure by time-out).
+    stall_prob: float = 0.0
+
+
+@dataclass
+class SimBoxConfig:
+    """MuJoCo box assembly: put the item in the box, fold both flaps, close the lid."""
+
+    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
+    image_height: int = 64
+    image_width: int = 64
+    control_hz: float = 10.0
+    # Time limit of one episode, in control steps.
+    max_steps: int = 300
+    # Physics substeps per control step are derived from the model timestep and control_hz.
+    # Randomise the item's start position within this many metres of its nominal place.
+    item_position_noise: float = 0.03
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+
+
+@dataclass
+class LeRobotArmConfig:
+    """A real arm made by LeRobot's ``make_robot_from_config`` (so101_follower, koch_follower, ...)."""
+
+    # LeRobot robot type name, as registered with its RobotConfig (e.g. "so101_follower").
+    robot_type: str = "so101_follower"
+    # Keyword arguments of that robot's config class (port, id, cameras ...); see LeRobot's docs per robot.
+    robot_kwargs: dict = field(default_factory=dict)
+    # Optional teleoperator for human takeover (e.g. "so101_leader", "gamepad"); empty for none.
+    teleop_type: str = ""
+    teleop_kwargs: dict = field(default_factory=dict)
+    # Per-joint limits of commanded targets in the robot's units (degrees or -100..100 for LeRobot motors).
+    action_low: list[float] = field(default_factory=list)
+    action_high: list[float] = field(default_factory=list)
+    max_action_delta: list[float] = field(default_factory=list)
+    control_hz: float = 30.0
+    # Image size every camera is resized to before it leaves the adapter.
+    image_height: int = 96
+    image_width: int = 96
+
+
+@dataclass
+class BridgeClientConfig:
+    """The actor's side of the robot bridge (robot_io.bridge)."""
+
+    # ZeroMQ endpoint of the bridge server on the arm's control PC.
+    address: str = "tcp://127.0.0.1:5555"
+    # CURVE key files made by `vivarl-keys`; empty paths with allow_plaintext=true only on loopback.
+    server_public_key: str = ""
+    client_secret_key: str = ""
+    allow_plaintext: bool = False
+    # One request's deadline, and the total time the client keeps reconnecting before it raises.
+    request_timeout_s: float = 2.0
+    reconnect_timeout_s: float = 10.0
+
+
+@dataclass
+class RobotConfig:
+    """One arm as the actor sees it."""
+
+    # Which implementation: one of ROBOT_TYPES.
+    type: str = "sim_box"
+    # Unique name of this arm, used in episode ids and as the Ray resource "robot:<name>" that pins its actor.
+    name: str = "arm0"
+    # Ray custom resource that only the node wired to this arm advertises; empty means "robot:<name>".
+    node_resource: str = ""
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    sim_box: SimBoxConfig = field(default_factory=SimBoxConfig)
+    lerobot: LeRobotArmConfig = field(default_factory=LeRobotArmConfig)
+    bridge: BridgeClientConfig = field(default_factory=BridgeClientConfig)
+
+    def __post_init__(self) -> None:
+        if self.type not in ROBOT_TYPES:
+            raise ValueError(
+                f"unknown robot type '{self.type}': choose one of {list(ROBOT_TYPES)} (e.g. robot=sim_box)"
+            )
+
+    @property
+    def resource(self) -> str:
+        return self.node_resource or f"robot:{self.name}"
