@@ -1,0 +1,99 @@
+"""The episode loop an actor runs on one arm: plain Python, so tests and the main job call it without Ray.
+
+Each control step reads an observation, lets a human (or, in simulation, the scripted expert) take over if they
+want to, otherwise asks the policy, sends the action through the robot's safety layer, and hands the step to
+``on_step`` (the replay writer in an actor). The recorded action is the one the robot applied, never the request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from robot_io.robot import Robot, Teleoperator
+from robot_io.spec import Observation
+
+
+class ActionSource(Protocol):
+    """Anything that maps an observation to an absolute action: a trained policy or the scripted expert."""
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def act(self, observation: Observation) -> np.ndarray: ...
+
+
+@dataclass
+class Step:
+    observation: Observation
+    action: np.ndarray
+    intervention: bool
+
+
+@dataclass
+class EpisodeResult:
+    seed: int | None
+    steps: int
+    success: bool
+    failed: bool
+    final_progress: float | None
+    intervention_steps: int
+    wall_time_s: float
+    safety: dict[str, int] = field(default_factory=dict)
+
+
+def episode_finished(observation: Observation) -> bool:
+    """True when the source reports the episode over (the simulator sets ``done`` on success, failure, time-out)."""
+    return observation.info.get("done", 0.0) >= 1.0
+
+
+def run_episode(
+    robot: Robot,
+    policy: ActionSource,
+    *,
+    max_steps: int,
+    seed: int | None = None,
+    teleop: Teleoperator | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    realtime: bool = False,
+) -> EpisodeResult:
+    """Run one episode; with ``realtime`` the loop is paced at the robot's control rate (real arms)."""
+    start = time.monotonic()
+    stats = getattr(robot, "stats", None)
+    safety_before = stats.as_dict() if stats is not None else {}
+    period = 1.0 / robot.spec.control_hz
+    policy.reset(seed)
+    observation = robot.start_episode(seed)
+    steps = interventions = 0
+    next_tick = time.monotonic()
+    while steps < max_steps and not episode_finished(observation):
+        correction = teleop.get_action(observation) if teleop is not None else None
+        intervention = correction is not None
+        requested = correction if intervention else policy.act(observation)
+        applied = robot.send_action(requested)
+        if on_step is not None:
+            on_step(Step(observation=observation, action=applied, intervention=intervention))
+        steps += 1
+        interventions += int(intervention)
+        if realtime:
+            next_tick += period
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+        observation = robot.get_observation()
+    end_episode = getattr(robot, "end_episode", None)
+    if end_episode is not None:
+        end_episode()
+    info = observation.info
+    safety_after = stats.as_dict() if stats is not None else {}
+    return EpisodeResult(
+        seed=seed,
+        steps=steps,
+        success=info.get("success", 0.0) >= 1.0,
+        failed=info.get("failed", 0.0) >= 1.0,
+        final_progress=info.get("progress"),
+        intervention_steps=interventions,
+        wall_time_s=time.monotonic() - start,
+        safety={key: safety_after[key] - safety_before[key] for key in safety_after},
+    )
