@@ -31,6 +31,10 @@ class ExpertConfig:
     drop_prob: float = 0.0
     # Probability, per episode, of stalling until the time limit (a failure by time-out).
     stall_prob: float = 0.0
+    # As a corrector (not in demo mode): take over once progress has not risen for this many steps (0: never).
+    takeover_stall_steps: int = 30
+    # As a corrector: hand control back after completing this many stages (0: keep control to the episode's end).
+    handback_after_stages: int = 1
 
 
 @dataclass
@@ -46,6 +50,8 @@ class SimBoxConfig:
     # Physics substeps per control step are derived from the model timestep and control_hz.
     # Randomise the item's start position within this many metres of its nominal place.
     item_position_noise: float = 0.03
+    # Success needs every stage to hold with the gripper touching nothing for this many control steps.
+    success_hold_steps: int = 10
     expert: ExpertConfig = field(default_factory=ExpertConfig)
 
 
@@ -60,6 +66,10 @@ class LeRobotArmConfig:
     # Optional teleoperator for human takeover (e.g. "so101_leader", "gamepad"); empty for none.
     teleop_type: str = ""
     teleop_kwargs: dict = field(default_factory=dict)
+    # Leader-arm takeover: engage once a leader joint leaves its rest pose by this much (0: toggle only).
+    teleop_takeover_threshold: float = 5.0
+    # Leader-arm takeover: hand back to the policy once the leader has been held still this long (seconds).
+    teleop_release_s: float = 2.0
     # Per-joint limits of commanded targets in the robot's units (degrees or -100..100 for LeRobot motors).
     action_low: list[float] = field(default_factory=list)
     action_high: list[float] = field(default_factory=list)
