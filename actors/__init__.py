@@ -5,6 +5,13 @@ per-step and per-episode records (``Step``, ``EpisodeResult``). The loop is plai
 it to the node wired to an arm wraps it.
 """
 
-from actors.episode import ActionSource, EpisodeResult, Step, episode_finished, run_episode
+from actors.episode import (
+    ActionSource,
+    EpisodeResult,
+    Step,
+    TeleoperatorAsPolicy,
+    episode_finished,
+    run_episode,
+)
 
-__all__ = ["ActionSource", "EpisodeResult", "Step", "episode_finished", "run_episode"]
+__all__ = ["ActionSource", "EpisodeResult", "Step", "TeleoperatorAsPolicy", "episode_finished", "run_episode"]

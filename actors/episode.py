@@ -26,6 +26,23 @@ class ActionSource(Protocol):
     def act(self, observation: Observation) -> np.ndarray: ...
 
 
+class TeleoperatorAsPolicy:
+    """Lets a teleoperator that always acts (the scripted expert in demo mode, a human recording demonstrations)
+    drive a whole episode as the policy; its steps are demonstrations, not interventions."""
+
+    def __init__(self, teleop: Teleoperator) -> None:
+        self.teleop = teleop
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def act(self, observation: Observation) -> np.ndarray:
+        action = self.teleop.get_action(observation)
+        if action is None:
+            raise RuntimeError("the demonstrating teleoperator returned no action; it must act on every step")
+        return action
+
+
 @dataclass
 class Step:
     observation: Observation

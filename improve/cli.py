@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import hydra
 from omegaconf import DictConfig
 
 from improve.config import register_configs, to_dataclass
 
 register_configs()
+# PyOpenGL announces at INFO that an optional accelerator is absent; it is noise in every run's log.
+logging.getLogger("OpenGL.acceleratesupport").setLevel(logging.WARNING)
 
 
 @hydra.main(version_base=None, config_path="../configs", config_name="config")

@@ -46,7 +46,7 @@ class SimBoxConfig:
     image_width: int = 64
     control_hz: float = 10.0
     # Time limit of one episode, in control steps.
-    max_steps: int = 300
+    max_steps: int = 400
     # Physics substeps per control step are derived from the model timestep and control_hz.
     # Randomise the item's start position within this many metres of its nominal place.
     item_position_noise: float = 0.03
@@ -93,6 +93,8 @@ class BridgeClientConfig:
     # One request's deadline, and the total time the client keeps reconnecting before it raises.
     request_timeout_s: float = 2.0
     reconnect_timeout_s: float = 10.0
+    # Longest pause between reconnect attempts (the backoff doubles from 50 ms up to this).
+    max_backoff_s: float = 1.0
 
 
 @dataclass
@@ -119,3 +121,36 @@ class RobotConfig:
     @property
     def resource(self) -> str:
         return self.node_resource or f"robot:{self.name}"
+
+
+@dataclass
+class BridgeServerConfig:
+    """The arm's side of the robot bridge (``vivarl-bridge``), composed by Hydra from ``configs/bridge.yaml``."""
+
+    # Where the server listens. Loopback by default: exposing an arm on the network is an explicit choice.
+    address: str = "tcp://127.0.0.1:5555"
+    # CURVE secret key of the server (``vivarl-keys DIR --name server`` writes server.key_secret) and the
+    # directory of client public keys (*.key) allowed to connect; a client whose key is not there is refused.
+    server_secret_key: str = ""
+    authorized_keys_dir: str = ""
+    # Serve unencrypted and unauthenticated; refused unless the address is loopback.
+    allow_plaintext: bool = False
+    # Hold the arm when the controlling client sent no action for this long during an episode, and refuse an
+    # action whose retries took longer than this (0 disables both; the safety watchdog still applies).
+    stale_command_timeout_s: float = 1.0
+    # JPEG-compress camera images on the wire (lossy; for remote links where bandwidth matters).
+    jpeg: bool = False
+    jpeg_quality: int = 90
+    # Serve the arm's teleoperator for human takeover: LeRobot's ``teleop_type``, or the simulator's scripted
+    # expert in correction mode.
+    teleop: bool = True
+    # The arm this server drives, wrapped in its safety layer on this side of the link.
+    robot: RobotConfig = field(default_factory=RobotConfig)
+
+    def __post_init__(self) -> None:
+        if self.robot.type == "bridge":
+            raise ValueError("a bridge server must drive an arm itself: robot.type=bridge would chain bridges")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        if self.stale_command_timeout_s < 0:
+            raise ValueError(f"stale_command_timeout_s must be >= 0, got {self.stale_command_timeout_s}")
