@@ -10,6 +10,7 @@ and ``robot_io.bridge`` (ZeroMQ bridge to an arm's control PC).
 from robot_io.config import (
     ROBOT_TYPES,
     BridgeClientConfig,
+    BridgeServerConfig,
     ExpertConfig,
     LeRobotArmConfig,
     RobotConfig,
@@ -24,6 +25,7 @@ __all__ = [
     "ROBOT_TYPES",
     "ActionError",
     "BridgeClientConfig",
+    "BridgeServerConfig",
     "CameraSpec",
     "ExpertConfig",
     "LeRobotArmConfig",

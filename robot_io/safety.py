@@ -129,6 +129,10 @@ class SafeRobot:
         """Stop watching for stale commands (between episodes the arm is deliberately idle)."""
         with self._lock:
             self._episode_active = False
+            # A bridge client tells its server too, so the far side stops its own stale-command hold.
+            end_inner = getattr(self.inner, "end_episode", None)
+            if end_inner is not None:
+                end_inner()
 
     def get_observation(self) -> Observation:
         with self._lock:
