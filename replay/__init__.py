@@ -11,6 +11,7 @@ imported only there); ``replay.cli`` is the ``vivarl-replay`` command.
 from replay.sampler import EpisodeFilter, FrameIndex, FrameKey, FrameSampler
 from replay.schema import (
     DERIVED_KINDS,
+    EPISODE_PURPOSES,
     SCHEMA_VERSION,
     CameraSchema,
     CorruptEpisodeError,
@@ -30,6 +31,7 @@ from replay.writer import EpisodeWriter
 
 __all__ = [
     "DERIVED_KINDS",
+    "EPISODE_PURPOSES",
     "SCHEMA_VERSION",
     "CameraSchema",
     "ChunkProblem",

@@ -28,6 +28,8 @@ class EpisodeFilter:
     outcomes: tuple[Outcome, ...] | None = None
     tasks: tuple[str, ...] | None = None
     robots: tuple[str, ...] | None = None
+    # Episode purposes to keep ("demo", "rollout", "eval").
+    purposes: tuple[str, ...] | None = None
     # Per step: "only" keeps human-correction steps, "exclude" drops them.
     intervention: InterventionFilter = "any"
     # (kind, key) derived columns an episode must have, e.g. (("indicator", "run3"),) for policy training.
@@ -40,7 +42,7 @@ class EpisodeFilter:
             )
         if self.outcomes is not None:
             object.__setattr__(self, "outcomes", tuple(Outcome(o) for o in self.outcomes))
-        for name in ("rounds", "tasks", "robots"):
+        for name in ("rounds", "tasks", "robots", "purposes"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -53,6 +55,7 @@ class EpisodeFilter:
             and (self.outcomes is None or meta.outcome in self.outcomes)
             and (self.tasks is None or meta.task in self.tasks)
             and (self.robots is None or meta.robot_id in self.robots)
+            and (self.purposes is None or meta.purpose in self.purposes)
         )
 
     def step_mask(self, record: EpisodeRecord) -> np.ndarray:
@@ -78,6 +81,7 @@ class EpisodeFilter:
             outcomes=tup(d.get("outcomes")),
             tasks=tup(d.get("tasks")),
             robots=tup(d.get("robots")),
+            purposes=tup(d.get("purposes")),
             intervention=d.get("intervention", "any"),
             require_derived=tuple(tuple(p) for p in d.get("require_derived", ())),
         )

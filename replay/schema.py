@@ -169,6 +169,9 @@ class StoreSchema:
         )
 
 
+EPISODE_PURPOSES = ("demo", "rollout", "eval")
+
+
 @dataclass(frozen=True)
 class EpisodeMeta:
     """What is known about an episode apart from its per-step data."""
@@ -186,6 +189,16 @@ class EpisodeMeta:
     schema_version: int = SCHEMA_VERSION
     intervention_steps: int = 0
     has_ground_truth: bool = False
+    # Why the episode was run: "demo" (demonstrations), "rollout" (policy with corrections), "eval" (no
+    # interventions, indicator positive). The round driver counts collection and evaluation separately by it.
+    purpose: str = "rollout"
+    # Free-form labels known when the episode ends, e.g. the simulator expert's "hesitation" or "retry".
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.purpose not in EPISODE_PURPOSES:
+            raise ValueError(f"episode purpose must be one of {EPISODE_PURPOSES}, got {self.purpose!r}")
+        object.__setattr__(self, "tags", tuple(str(t) for t in self.tags))
 
 
 @dataclass

@@ -25,6 +25,7 @@ from zarr.core.sync import sync as zarr_sync
 
 from replay.layout import WRITER_FILE, new_episode_id, writer_identity
 from replay.schema import (
+    EPISODE_PURPOSES,
     LOWDIM_CHUNK_STEPS,
     LOWDIM_COLUMNS,
     EpisodeMeta,
@@ -93,6 +94,7 @@ class EpisodeWriter:
         round: int,
         policy_version: str,
         task: str,
+        purpose: str = "rollout",
         flush_steps: int | None = None,
         background: bool = True,
         expected_steps: int = 1024,
@@ -110,7 +112,10 @@ class EpisodeWriter:
             "round": int(round),
             "policy_version": str(policy_version),
             "task": str(task),
+            "purpose": str(purpose),
         }
+        if purpose not in EPISODE_PURPOSES:
+            raise ValueError(f"episode purpose must be one of {EPISODE_PURPOSES}, got {purpose!r}")
         self._start_time = time.time()
         self._parts = store.location.writing_parts(self.episode_id)
         self._capacity = max(flush_steps, -(-expected_steps // flush_steps) * flush_steps)
@@ -218,7 +223,10 @@ class EpisodeWriter:
             self._raise_if_failed()
 
     def commit(
-        self, outcome: Outcome | str = Outcome.UNLABELLED, labelled_by: str | None = None
+        self,
+        outcome: Outcome | str = Outcome.UNLABELLED,
+        labelled_by: str | None = None,
+        tags: tuple[str, ...] = (),
     ) -> EpisodeRecord:
         """Write the tail, checksums and commit record; the episode becomes visible to readers atomically."""
         self._check_open()
@@ -230,7 +238,7 @@ class EpisodeWriter:
         self._stop_thread()
         self._raise_if_failed()
         try:
-            record = self._build_record(outcome, labelled_by)
+            record = self._build_record(outcome, labelled_by, tuple(tags))
             self._store.location.commit(self.episode_id, record.to_json())
         except OSError as exc:
             self._state = "failed"
@@ -356,7 +364,7 @@ class EpisodeWriter:
         }
         self._store.location.write_json_atomic(body, *self._parts, WRITER_FILE, durable=False)
 
-    def _build_record(self, outcome: Outcome, labelled_by: str | None) -> EpisodeRecord:
+    def _build_record(self, outcome: Outcome, labelled_by: str | None, tags: tuple[str, ...]) -> EpisodeRecord:
         length = self.length
         _resize_all(self._arrays.values(), length)
         self._store.consolidate_episode(self._parts)
@@ -381,6 +389,7 @@ class EpisodeWriter:
             end_time=time.time(),
             intervention_steps=int(lowdim["intervention"].sum()),
             has_ground_truth=bool(np.isfinite(lowdim["progress"]).any()),
+            tags=tags,
         )
         stats = {"state": MomentStats.of(lowdim["state"]), "action": MomentStats.of(lowdim["action"])}
         return EpisodeRecord(meta=meta, checksums=checksums, stats=stats, intervention_spans=spans)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from episode_data import write_episode
+from episode_data import add_steps, expected_episode, write_episode
 
 from replay import EpisodeFilter, FrameIndex, FrameSampler, Outcome
 
@@ -113,3 +113,24 @@ def test_unshuffled_sampler_walks_index_in_order(mixed):
     index = FrameIndex(store, EpisodeFilter(rounds=(0,)))
     keys = list(FrameSampler(index, shuffle=False))
     assert keys == index.keys(np.arange(len(index)))
+
+
+def test_purpose_and_tags_are_recorded_and_filtered(store):
+    demo = write_episode(store, 0, 8, purpose="demo")
+    rollout = write_episode(store, 1, 9)
+    evaluation = write_episode(store, 2, 10, purpose="eval")
+    assert store.record(demo).meta.purpose == "demo"
+    assert store.record(rollout).meta.purpose == "rollout"
+    index = FrameIndex(store, EpisodeFilter(purposes=("demo", "eval")))
+    index.refresh()
+    assert _episodes(index) == {demo, evaluation}
+    assert EpisodeFilter.from_dict(EpisodeFilter(purposes=("eval",)).to_dict()).purposes == ("eval",)
+    with pytest.raises(ValueError, match="purpose must be one of"):
+        write_episode(store, 3, 5, purpose="warmup")
+
+
+def test_tags_given_at_commit_survive_a_reload(store):
+    with store.episode_writer(robot_id="arm0", round=0, policy_version="p0", task="t") as writer:
+        add_steps(writer, expected_episode(0, 6), 0, 6)
+        writer.commit(Outcome.SUCCESS, labelled_by="sim", tags=("retry", "hesitation"))
+    assert store.record(writer.episode_id, reload=True).meta.tags == ("retry", "hesitation")
