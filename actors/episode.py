@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 import numpy as np
@@ -60,6 +60,12 @@ class EpisodeResult:
     intervention_steps: int
     wall_time_s: float
     safety: dict[str, int] = field(default_factory=dict)
+    # The observation after the last action: what the outcome is judged on.
+    final_observation: Observation | None = field(default=None, repr=False)
+
+    def summary(self) -> dict:
+        """The plain numbers, for logs and JSON."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "final_observation"}
 
 
 def episode_finished(observation: Observation) -> bool:
@@ -113,4 +119,5 @@ def run_episode(
         intervention_steps=interventions,
         wall_time_s=time.monotonic() - start,
         safety={key: safety_after[key] - safety_before[key] for key in safety_after},
+        final_observation=observation,
     )

@@ -39,7 +39,9 @@ class DemoBatchConfig:
 class VivarlConfig:
     # Where this run writes everything; Hydra's own output dir is set to it.
     run_dir: str = "runs/default"
-    robot: RobotConfig = field(default_factory=RobotConfig)
+    # The arms, by name: each entry is composed from configs/robot/ (``robot@robots.<name>: <choice>`` in the
+    # defaults list); the key is the arm's name and wins over any ``name`` inside the entry.
+    robots: dict[str, RobotConfig] = field(default_factory=dict)
     task: TaskConfig = field(default_factory=TaskConfig)
     demo: DemoBatchConfig = field(default_factory=DemoBatchConfig)
 
@@ -52,4 +54,9 @@ def register_configs() -> None:
 
 def to_dataclass(cfg: DictConfig) -> VivarlConfig:
     """Resolve interpolations and convert to the dataclass (runs ``__post_init__`` validation)."""
-    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    config: VivarlConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    if not config.robots:
+        raise ValueError("no robots configured: add one with +robot@robots.<name>=sim_box (see configs/robot/)")
+    for name, robot in config.robots.items():
+        robot.name = name
+    return config

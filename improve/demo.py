@@ -27,19 +27,20 @@ def tile_cameras(images: dict[str, np.ndarray], names: tuple[str, ...]) -> np.nd
 
 
 def record_expert_batch(config: VivarlConfig) -> list[EpisodeResult]:
-    if config.robot.type != "sim_box":
+    robot_config = next(iter(config.robots.values()))
+    if robot_config.type != "sim_box":
         raise SystemExit(
-            f"vivarl: the scripted-expert batch needs the simulator (robot=sim_box), got robot type "
-            f"'{config.robot.type}'"
+            f"vivarl: the scripted-expert batch needs a simulated arm (sim_box), got robot type "
+            f"'{robot_config.type}' for '{robot_config.name}'"
         )
     from robot_io.sim import ScriptedExpert
 
     console = Console()
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    robot = make_robot(config.robot)
+    robot = make_robot(robot_config)
     robot.connect()
-    expert = ScriptedExpert(robot.inner, config.robot.sim_box.expert, demo=True)
+    expert = ScriptedExpert(robot.inner, robot_config.sim_box.expert, demo=True)
     policy = TeleoperatorAsPolicy(expert)
     cameras = robot.spec.camera_names
     frames: list[np.ndarray] = []
@@ -55,7 +56,7 @@ def record_expert_batch(config: VivarlConfig) -> list[EpisodeResult]:
             for index in range(config.demo.num_episodes):
                 seed = config.demo.seed + index
                 result = run_episode(
-                    robot, policy, max_steps=config.robot.sim_box.max_steps, seed=seed, on_step=keep_frame
+                    robot, policy, max_steps=robot_config.sim_box.max_steps, seed=seed, on_step=keep_frame
                 )
                 results.append(result)
                 progress.advance(bar)
@@ -63,11 +64,11 @@ def record_expert_batch(config: VivarlConfig) -> list[EpisodeResult]:
         robot.disconnect()
 
     summary = {
-        "robot": config.robot.name,
+        "robot": robot_config.name,
         "task": config.task.name,
-        "expert": asdict(config.robot.sim_box.expert),
+        "expert": asdict(robot_config.sim_box.expert),
         "success_rate": float(np.mean([r.success for r in results])) if results else 0.0,
-        "episodes": [asdict(r) for r in results],
+        "episodes": [r.summary() for r in results],
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if config.demo.video and frames:

@@ -21,45 +21,53 @@ def compose_config(*overrides: str) -> VivarlConfig:
         return to_dataclass(compose(config_name="config", overrides=list(overrides)))
 
 
-def test_default_is_the_simulated_arm():
+def test_default_is_two_simulated_arms_named_by_their_keys():
     cfg = compose_config()
-    assert isinstance(cfg.robot, RobotConfig)
-    assert cfg.robot.type == "sim_box"
-    assert cfg.robot.sim_box.cameras == ["front", "wrist"]
-    assert cfg.robot.resource == "robot:sim0"
+    assert set(cfg.robots) == {"sim0", "sim1"}
+    for name, robot in cfg.robots.items():
+        assert isinstance(robot, RobotConfig)
+        assert robot.type == "sim_box" and robot.name == name
+        assert robot.sim_box.cameras == ["front", "wrist"]
+        assert robot.resource == f"robot:{name}"
 
 
-def test_overrides_are_typed():
-    cfg = compose_config("robot.sim_box.image_height=96", "demo.num_episodes=2")
-    assert cfg.robot.sim_box.image_height == 96
+def test_overrides_are_typed_and_per_arm():
+    cfg = compose_config("robots.sim1.sim_box.image_height=96", "demo.num_episodes=2")
+    assert cfg.robots["sim1"].sim_box.image_height == 96
+    assert cfg.robots["sim0"].sim_box.image_height == 64
     assert cfg.demo.num_episodes == 2
 
 
 def test_every_robot_choice_composes():
     for choice, kind in (("so101", "lerobot"), ("bridge", "bridge"), ("sim_box", "sim_box")):
-        assert compose_config(f"robot={choice}").robot.type == kind
+        assert compose_config(f"robot@robots.sim1={choice}").robots["sim1"].type == kind
 
 
 def test_typo_in_override_names_the_key():
     with pytest.raises(ConfigCompositionException) as err:
-        compose_config("robot.sim_box.imag_height=96")
-    assert "Could not override 'robot.sim_box.imag_height'" in str(err.value)
+        compose_config("robots.sim0.sim_box.imag_height=96")
+    assert "Could not override 'robots.sim0.sim_box.imag_height'" in str(err.value)
     assert "not in 'SimBoxConfig'" in str(err.value.__cause__)
 
 
 def test_wrong_type_is_refused():
     with pytest.raises(ConfigCompositionException) as err:
-        compose_config("robot.sim_box.image_height=tall")
+        compose_config("robots.sim0.sim_box.image_height=tall")
     assert isinstance(err.value.__cause__, ValidationError)
 
 
 def test_unknown_robot_lists_the_options():
     with pytest.raises(MissingConfigException) as err:
-        compose_config("robot=ur5")
+        compose_config("robot@robots.sim1=ur5")
     message = str(err.value)
     assert "ur5" in message and "sim_box" in message
 
 
 def test_unknown_robot_type_field_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown robot type 'ur5'.*sim_box"):
-        compose_config("robot.type=ur5")
+        compose_config("robots.sim0.type=ur5")
+
+
+def test_no_robot_is_a_clear_error():
+    with pytest.raises(ValueError, match="no robots configured"):
+        compose_config("~robot@robots.sim0", "~robot@robots.sim1")

@@ -1,0 +1,72 @@
+"""One episode on one arm, streamed into the replay store as it happens and committed with its outcome.
+
+If anything fails mid-episode (the arm, the policy, the process), the writer's context aborts the episode: its
+flushed steps stay in the store's staging area as a torn episode that verify reports and no learner samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from actors.episode import ActionSource, EpisodeResult, Step, run_episode
+from actors.outcome import OutcomeLabeller
+from replay import ReplayStore
+from robot_io.robot import Robot, Teleoperator
+
+
+@dataclass
+class CollectedEpisode:
+    episode_id: str
+    outcome: str
+    labelled_by: str | None
+    result: EpisodeResult
+
+
+def collect_episode(
+    robot: Robot,
+    policy: ActionSource,
+    store: ReplayStore,
+    labeller: OutcomeLabeller,
+    *,
+    robot_id: str,
+    task: str,
+    round: int,
+    policy_version: str,
+    purpose: str,
+    max_steps: int,
+    seed: int | None = None,
+    teleop: Teleoperator | None = None,
+    realtime: bool = False,
+    episode_events: Callable[[], Iterable[str]] | None = None,
+) -> CollectedEpisode:
+    """Run one episode and commit it; ``teleop`` (human corrections) is only consulted when given.
+
+    ``episode_events`` reports what happened beyond the steps (the simulated expert's pauses, retries, takeovers);
+    their kinds are stored as the episode's tags, which value-model evaluation uses to pick suboptimal episodes.
+    """
+    with store.episode_writer(
+        robot_id=robot_id, round=round, policy_version=policy_version, task=task, purpose=purpose,
+        expected_steps=max_steps,
+    ) as writer:
+
+        def record(step: Step) -> None:
+            writer.add_observation(step.observation, step.action, intervention=step.intervention)
+
+        result = run_episode(
+            robot, policy, max_steps=max_steps, seed=seed, teleop=teleop, on_step=record, realtime=realtime
+        )
+        outcome, labelled_by = labeller.label(result.final_observation, writer.episode_id)
+        events = tuple(episode_events()) if episode_events is not None else ()
+        writer.commit(outcome, labelled_by=labelled_by, tags=_event_tags(events))
+    return CollectedEpisode(writer.episode_id, outcome, labelled_by, result)
+
+
+def _event_tags(events: tuple[str, ...]) -> tuple[str, ...]:
+    """The kinds of event ("take_over", "retry", ...) without their step numbers, each once, in order."""
+    kinds: list[str] = []
+    for event in events:
+        kind = event.split(":", 1)[0]
+        if kind not in kinds:
+            kinds.append(kind)
+    return tuple(kinds)
