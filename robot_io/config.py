@@ -107,6 +107,8 @@ class RobotConfig:
     name: str = "arm0"
     # Ray custom resource that only the node wired to this arm advertises; empty means "robot:<name>".
     node_resource: str = ""
+    # Time limit of one episode on a real or bridged arm, in control steps (the simulator has its own).
+    max_episode_steps: int = 600
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     sim_box: SimBoxConfig = field(default_factory=SimBoxConfig)
     lerobot: LeRobotArmConfig = field(default_factory=LeRobotArmConfig)

@@ -1,0 +1,206 @@
+"""The Ray actor that owns one arm, pinned to the node wired to it.
+
+``RobotWorker`` is plain Python (tests call it directly); ``launch_robot_actors`` makes it a Ray actor that asks
+for the arm's custom resource (``robot:<name>`` unless configured), which only that arm's node advertises, and
+restarts it after a crash. The constructor only connects and opens the store, so running it again after a
+restart is safe: the episode that was in flight stays torn in the store's staging area and is never sampled.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.collect import collect_episode
+from actors.episode import ActionSource, TeleoperatorAsPolicy
+from actors.outcome import make_labeller
+from actors.weights import PackedCheckpoint, unpack_checkpoint
+from replay import ReplayStore, StoreSchema
+from robot_io import RobotConfig, make_robot
+from robot_io.robot import Teleoperator
+
+PURPOSES = ("demo", "rollout", "eval")
+
+
+@dataclass
+class ActorSettings:
+    """Everything one robot actor needs, resolved by the driver (actors never see Hydra)."""
+
+    robot: RobotConfig
+    store_url: str
+    task: str
+    # "simulator" (ground truth) or "operator" (a prompt on the arm's node, unlabelled after the time-out).
+    outcome_source: str = "simulator"
+    outcome_timeout_s: float = 20.0
+    # Pace the loop at the arm's control rate (real arms); the simulator runs as fast as it can.
+    realtime: bool = False
+    # Torch device for policy inference on the arm's node.
+    device: str = "cpu"
+    store_options: dict[str, Any] = field(default_factory=dict)
+
+
+class RobotWorker:
+    def __init__(self, settings: ActorSettings) -> None:
+        self.settings = settings
+        self.robot = make_robot(settings.robot)
+        self.robot.connect()
+        # Every arm of a run shares one store; the first to arrive creates it from its spec, and an arm whose
+        # cameras or dimensions differ is refused with the store's schema-mismatch error.
+        self.store = ReplayStore.open_or_create(
+            settings.store_url,
+            StoreSchema.from_robot_spec(self.robot.spec),
+            storage_options=settings.store_options or None,
+        )
+        self.labeller = make_labeller(settings.outcome_source, settings.outcome_timeout_s)
+        self.corrector, self.demonstrator = self._make_teleoperators()
+        self.policy: ActionSource | None = None
+        self.policy_version = "none"
+        self._pending: PackedCheckpoint | None = None
+        self._policy_dir: Path | None = None
+
+    # -- weights ------------------------------------------------------------------------------------------
+    def set_policy(self, packed: PackedCheckpoint) -> str:
+        """Queue new weights; they are swapped in at the next episode boundary, never mid-episode."""
+        self._pending = packed
+        return packed.version
+
+    def _swap_policy_if_pending(self) -> None:
+        if self._pending is None:
+            return
+        from policy import load_policy
+
+        folder = unpack_checkpoint(self._pending)
+        policy = load_policy(folder, device=self.settings.device)
+        if self._policy_dir is not None:
+            shutil.rmtree(self._policy_dir, ignore_errors=True)
+        self.policy, self.policy_version, self._policy_dir = policy, self._pending.version, folder
+        self._pending = None
+
+    # -- episodes -----------------------------------------------------------------------------------------
+    def run_episodes(self, purpose: str, round: int, seeds: list[int]) -> list[dict]:
+        """Run one episode per seed. "demo": the demonstrator drives; "rollout": the policy drives and the
+        corrector may take over; "eval": the policy alone. Returns one summary per committed episode."""
+        if purpose not in PURPOSES:
+            raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
+        summaries = []
+        for seed in seeds:
+            self._swap_policy_if_pending()
+            source, teleop, events = self._sources(purpose)
+            collected = collect_episode(
+                self.robot,
+                source,
+                self.store,
+                self.labeller,
+                robot_id=self.settings.robot.name,
+                task=self.settings.task,
+                round=round,
+                policy_version=self.policy_version if purpose != "demo" else "demo",
+                purpose=purpose,
+                max_steps=self._max_steps(),
+                seed=seed,
+                teleop=teleop,
+                realtime=self.settings.realtime,
+                episode_events=events,
+            )
+            summaries.append(
+                {
+                    "episode_id": collected.episode_id,
+                    "robot": self.settings.robot.name,
+                    "purpose": purpose,
+                    "round": round,
+                    "policy_version": self.policy_version if purpose != "demo" else "demo",
+                    "outcome": collected.outcome,
+                    **collected.result.summary(),
+                }
+            )
+        return summaries
+
+    def info(self) -> dict:
+        import socket
+
+        return {
+            "robot": self.settings.robot.name,
+            "node": socket.gethostname(),
+            "policy_version": self.policy_version,
+            "safety": self.robot.stats.as_dict(),
+        }
+
+    def close(self) -> None:
+        self.robot.disconnect()
+        if self._policy_dir is not None:
+            shutil.rmtree(self._policy_dir, ignore_errors=True)
+
+    # -- internals ----------------------------------------------------------------------------------------
+    def _sources(self, purpose: str) -> tuple[ActionSource, Teleoperator | None, Any]:
+        if purpose == "demo":
+            if self.demonstrator is None:
+                raise RuntimeError(
+                    f"arm '{self.settings.robot.name}' has no demonstrator: record demonstrations with LeRobot's "
+                    "tools and import them with `vivarl-replay import`"
+                )
+            return TeleoperatorAsPolicy(self.demonstrator), None, lambda: getattr(self.demonstrator, "events", ())
+        if self.policy is None:
+            raise RuntimeError(f"arm '{self.settings.robot.name}' has no policy yet: call set_policy first")
+        teleop = self.corrector if purpose == "rollout" else None
+        return self.policy, teleop, (lambda: getattr(self.corrector, "events", ())) if teleop else None
+
+    def _max_steps(self) -> int:
+        robot = self.settings.robot
+        if robot.type == "sim_box":
+            return robot.sim_box.max_steps
+        return robot.max_episode_steps
+
+    def _make_teleoperators(self) -> tuple[Teleoperator | None, Teleoperator | None]:
+        """(corrector, demonstrator): who takes over during rollouts, and who drives demonstrations."""
+        robot = self.settings.robot
+        if robot.type == "sim_box":
+            from robot_io.sim import ScriptedExpert
+
+            sim = self.robot.inner
+            return (
+                ScriptedExpert(sim, robot.sim_box.expert, demo=False),
+                ScriptedExpert(sim, robot.sim_box.expert, demo=True),
+            )
+        if robot.type == "lerobot":
+            from robot_io.lerobot_adapter import make_lerobot_teleop
+
+            teleop = make_lerobot_teleop(robot.lerobot, action_names=self.robot.spec.action_names)
+            if teleop is not None:
+                teleop.connect()
+            return teleop, None
+        teleop = self.robot.inner.teleoperator()
+        return teleop, None
+
+
+def check_resources(robots: list[RobotConfig], available: dict[str, float]) -> None:
+    """Fail before any arm moves when a robot's node resource is advertised by no node of the cluster."""
+    missing = [r for r in robots if available.get(r.resource, 0) < 1]
+    if missing:
+        lines = [
+            f"  arm '{r.name}' needs resource '{r.resource}': start its node with "
+            f"ray start --address=<head> --resources='{{\"{r.resource}\": 1}}'"
+            for r in missing
+        ]
+        raise RuntimeError("no node of the Ray cluster is wired to these arms:\n" + "\n".join(lines))
+
+
+def launch_robot_actors(settings: list[ActorSettings], max_restarts: int = 3) -> dict[str, Any]:
+    """One Ray actor per arm, each pinned by its custom resource; returns handles by arm name."""
+    import ray
+
+    check_resources([s.robot for s in settings], ray.cluster_resources())
+    remote_worker = ray.remote(RobotWorker)
+    handles = {}
+    for s in settings:
+        handles[s.robot.name] = remote_worker.options(
+            name=f"vivarl-robot-{s.robot.name}",
+            num_cpus=1,
+            resources={s.robot.resource: 1},
+            max_restarts=max_restarts,
+            # A task that died with the actor is not retried blindly: the round driver counts committed
+            # episodes and asks again for exactly the missing ones.
+            max_task_retries=0,
+        ).remote(s)
+    return handles
