@@ -1,0 +1,79 @@
+"""The persisted state of an improvement run: which (round, stage) pairs are done, and what each produced.
+
+Every stage is idempotent and is marked complete only after its effects are durable (episodes committed,
+checkpoints published), so resuming re-enters the first stage not marked complete and nothing is done twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STAGES = ("collect", "refit_value", "label_advantages", "train_policy", "deploy", "evaluate")
+STATE_FILE = "run_state.json"
+
+
+class RunStateError(RuntimeError):
+    pass
+
+
+@dataclass
+class RunState:
+    run_name: str
+    config_fingerprint: str
+    started_at: float = field(default_factory=time.time)
+    # "round:stage" entries in completion order.
+    completed: list[str] = field(default_factory=list)
+    # What stages produced, by round: value version, labelling run, policy version and path, metrics.
+    rounds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stage_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def is_done(self, round_index: int, stage: str) -> bool:
+        return f"{round_index}:{stage}" in self.completed
+
+    def round_outputs(self, round_index: int) -> dict[str, Any]:
+        return self.rounds.setdefault(str(round_index), {})
+
+    def mark_done(self, round_index: int, stage: str, seconds: float, **outputs: Any) -> None:
+        if stage not in STAGES:
+            raise RunStateError(f"unknown stage {stage!r}; stages are {STAGES}")
+        self.round_outputs(round_index).update(outputs)
+        self.stage_seconds.setdefault(str(round_index), {})[stage] = seconds
+        key = f"{round_index}:{stage}"
+        if key not in self.completed:
+            self.completed.append(key)
+
+    def rounds_completed(self) -> int:
+        return sum(1 for key in self.completed if key.endswith(":evaluate"))
+
+    def latest_output(self, name: str, before_round: int) -> Any:
+        """The newest value of ``name`` produced by a round before ``before_round`` (e.g. the deployed policy)."""
+        for r in range(before_round - 1, -1, -1):
+            value = self.rounds.get(str(r), {}).get(name)
+            if value is not None:
+                return value
+        return None
+
+    # -- persistence --------------------------------------------------------------------------------------
+    def save(self, run_dir: str | Path) -> None:
+        path = Path(run_dir) / STATE_FILE
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        with open(tmp, "w") as f:
+            json.dump(asdict(self), f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunState | None:
+        path = Path(run_dir) / STATE_FILE
+        if not path.exists():
+            return None
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise RunStateError(f"{path} is not a vivarl run state ({exc}); move it away to start afresh") from exc
