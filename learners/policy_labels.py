@@ -1,0 +1,178 @@
+"""A labelling run: RECAP advantages and binary indicators for every labelled episode of a replay store,
+written as derived columns ``advantage/<run>`` and ``indicator/<run>`` that the policy learner reads.
+
+Values come from a derived ``value/<value_key>`` column (a value model's predictions, in the model range
+[-1, 1] by default, mapped back to V in (-1, 0]), or, when no value model is wired, from ground-truth progress:
+``progress_binned_values`` fits V(progress) as the mean value target of all frames whose recorded progress falls
+in the same bin. That estimate is a value *model* (one number per progress level, averaged over every episode),
+so a step that hesitates, retries or drops scores below one that makes progress at the usual pace. It needs
+the simulator's ground truth and is meant for simulation and tests.
+
+Groups for the positive fraction: (task, "demo") for episodes of ``demo_rounds``, (task, round) for rollouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from learners.advantage import (
+    DEFAULT_HORIZON,
+    DEMO_POSITIVE_FRACTION,
+    ROLLOUT_POSITIVE_FRACTION,
+    binarize_advantages,
+    recap_advantages,
+)
+from replay import EpisodeFilter, EpisodeRecord, FrameIndex, Outcome, ReplayStore
+from replay.schema import spans_to_mask
+from valuemodel.targets import from_model_range, normalised_returns
+
+
+@dataclass
+class LabellingConfig:
+    """One labelling run over a store."""
+
+    run: str
+    """Derived-column key the advantages and indicators are written under (recorded in policy checkpoints)."""
+    value_key: str | None = None
+    """Derived ``value`` column to read; None estimates values from ground-truth progress (simulation)."""
+    value_in_model_range: bool = True
+    """The value column holds y in [-1, 1] (value-model output) rather than V in (-1, 0]."""
+    horizon: int = DEFAULT_HORIZON
+    """N of the N-step advantage."""
+    demo_positive_fraction: float = DEMO_POSITIVE_FRACTION
+    """Fraction of demonstration frames labelled positive, per task."""
+    rollout_positive_fraction: float = ROLLOUT_POSITIVE_FRACTION
+    """Fraction of each round's rollout frames labelled positive, per task."""
+    demo_rounds: tuple[int, ...] = (0,)
+    """Rounds whose episodes are demonstrations."""
+    max_episode_length: dict[str, int] = field(default_factory=dict)
+    """L_max per task (its time limit); tasks not listed use their longest labelled episode."""
+    failure_penalty: float | None = None
+    """C_fail in steps; None = L_max, as in valuemodel.targets."""
+    progress_bins: int = 20
+    """Bins of the progress-based value estimate."""
+    seed: int = 0
+    """Seed of the tie-breaking at the positive-fraction threshold."""
+
+
+@dataclass
+class LabellingReport:
+    run: str
+    episodes: int
+    frames: int
+    positive_fraction: float
+    thresholds: dict[str, float]
+
+
+def progress_binned_values(
+    progress: list[np.ndarray], targets: list[np.ndarray], bins: int
+) -> list[np.ndarray]:
+    """Per episode, V(progress) = mean value target of all frames in the same progress bin (empty bins are
+    filled by interpolation between their neighbours)."""
+    all_progress = np.concatenate(progress)
+    if not np.isfinite(all_progress).all():
+        raise ValueError("progress-based values need ground-truth progress on every frame (simulator data)")
+    bin_of = [np.clip((p * bins).astype(int), 0, bins - 1) for p in progress]
+    flat_bins, flat_targets = np.concatenate(bin_of), np.concatenate(targets)
+    counts = np.bincount(flat_bins, minlength=bins)
+    sums = np.bincount(flat_bins, weights=flat_targets, minlength=bins)
+    filled = counts > 0
+    table = np.interp(np.arange(bins), np.flatnonzero(filled), sums[filled] / counts[filled])
+    return [table[b].astype(np.float32) for b in bin_of]
+
+
+def label_store(
+    store: ReplayStore,
+    config: LabellingConfig,
+    episode_filter: EpisodeFilter | None = None,
+    log: Callable[[str], None] | None = None,
+) -> LabellingReport:
+    """Compute and write advantages and indicators for every labelled episode that passes ``episode_filter``."""
+    index = FrameIndex(store, episode_filter)
+    index.refresh()
+    records = [r for r in index.records.values() if r.meta.outcome is not Outcome.UNLABELLED]
+    if not records:
+        raise ValueError(f"no labelled episodes to label in {store!r} with {episode_filter}")
+    lengths = {}
+    for r in records:
+        lengths[r.meta.task] = max(lengths.get(r.meta.task, 0), r.meta.length)
+    lengths.update(config.max_episode_length)
+
+    def success(r: EpisodeRecord) -> bool:
+        return r.meta.outcome is Outcome.SUCCESS
+
+    values = _episode_values(store, records, config, lengths, success)
+    advantages, groups, interventions = [], [], []
+    for record, episode_values in zip(records, values, strict=True):
+        meta = record.meta
+        advantages.append(
+            recap_advantages(
+                episode_values, success(record), lengths[meta.task], config.horizon, config.failure_penalty
+            )
+        )
+        source = "demo" if meta.round in config.demo_rounds else f"round{meta.round}"
+        groups.extend([(meta.task, source)] * meta.length)
+        interventions.append(spans_to_mask(record.intervention_spans, meta.length))
+    fractions = {
+        key: config.demo_positive_fraction if key[1] == "demo" else config.rollout_positive_fraction
+        for key in set(groups)
+    }
+    flat_advantages = np.concatenate(advantages)
+    indicators, thresholds = binarize_advantages(
+        flat_advantages, groups, fractions, np.concatenate(interventions), config.seed
+    )
+    start = 0
+    for record, episode_advantages in zip(records, advantages, strict=True):
+        stop = start + record.meta.length
+        store.write_derived("advantage", config.run, record.meta.episode_id, episode_advantages)
+        store.write_derived("indicator", config.run, record.meta.episode_id, indicators[start:stop])
+        start = stop
+    report = LabellingReport(
+        run=config.run,
+        episodes=len(records),
+        frames=len(flat_advantages),
+        positive_fraction=float(indicators.mean()),
+        thresholds={f"{task}/{source}": value for (task, source), value in thresholds.items()},
+    )
+    if log is not None:
+        log(
+            f"labelling run {config.run}: {report.episodes} episodes, {report.frames} frames, "
+            f"{report.positive_fraction:.1%} positive, thresholds {report.thresholds}"
+        )
+    return report
+
+
+def _episode_values(
+    store: ReplayStore,
+    records: list[EpisodeRecord],
+    config: LabellingConfig,
+    lengths: dict[str, int],
+    success: Callable[[EpisodeRecord], bool],
+) -> list[np.ndarray]:
+    if config.value_key is not None:
+        out = []
+        for r in records:
+            column = store.read_derived("value", config.value_key, r.meta.episode_id)
+            if column is None:
+                raise KeyError(f"episode {r.meta.episode_id} has no value column '{config.value_key}'")
+            out.append(from_model_range(column) if config.value_in_model_range else column.astype(np.float32))
+        return out
+    # One progress-to-value table per task: tasks differ in length, so their values at equal progress differ.
+    out: list[np.ndarray | None] = [None] * len(records)
+    for task in {r.meta.task for r in records}:
+        members = [i for i, r in enumerate(records) if r.meta.task == task]
+        progress = [store.read_episode(records[i].meta.episode_id, ["progress"])["progress"] for i in members]
+        targets = [
+            normalised_returns(
+                records[i].meta.length, success(records[i]), lengths[task], config.failure_penalty
+            )
+            for i in members
+        ]
+        for i, values in zip(
+            members, progress_binned_values(progress, targets, config.progress_bins), strict=True
+        ):
+            out[i] = values
+    return [v for v in out if v is not None]

@@ -1,0 +1,299 @@
+"""The policy learner: one round of policy training on a replay store, readable top to bottom (CleanRL-style).
+
+    frames  <- replay store, filtered by round / outcome / task (all rounds so far by default)
+    labels  <- indicators and advantages of a named labelling run (none: plain BC)
+    weights <- extraction method: recap | bc | filtered_bc | awr        (see learners.policy_data)
+    init    <- base checkpoint or fresh weights (RECAP: every round restarts), or the previous round's policy
+    for step in range(steps): batch -> loss -> AdamW step                (cosine learning rate, grad clipping)
+    save    -> versioned checkpoint recording labelling run, extraction and round
+
+A Ray actor wraps ``PolicyLearner`` (or calls ``train_policy_round``) later; nothing here knows about Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from learners.policy_data import (
+    EXTRACTIONS,
+    BatchConverter,
+    KeptFrameSampler,
+    delta_scales,
+    filtered_bc_keep,
+    frame_deltas,
+    frame_tasks,
+    normalization_stats,
+)
+from policy.base import Normalizer, PolicyInputs, PolicyModel, PolicyTargets
+from policy.checkpoint import list_versions, load_model, save_policy
+from policy.config import PolicyConfig
+from policy.factory import build_model
+from replay import EpisodeFilter, FrameIndex, Outcome, ReplayStore
+from replay.dataset import FrameWindowDataset, make_loader
+
+
+@dataclass
+class PolicyLearnerConfig:
+    """One policy learner (one checkpoint root); the same config trains every round."""
+
+    store_url: str
+    """Replay store to train from."""
+    checkpoint_dir: str
+    """Checkpoint root; round r's policy is written as the next version under it."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Architecture and deployment behaviour of the policy."""
+    extraction: str = "recap"
+    """How a policy is extracted from the labels: ``recap`` | ``bc`` | ``filtered_bc`` | ``awr``."""
+    labelling_run: str | None = None
+    """Derived-column key of the advantages/indicators to train on; None (plain BC) needs extraction ``bc``."""
+    restart_each_round: bool = True
+    """RECAP's recipe: every round starts from the base checkpoint (or fresh weights) on all data so far;
+    False continues from the previous round's policy."""
+    base_checkpoint: str | None = None
+    """Pre-trained policy to start from (its architecture and normalisation are kept); None = fresh weights."""
+    rounds: tuple[int, ...] | None = None
+    """Rounds to train on; None = every round up to the one being trained (round 0: the demonstrations)."""
+    outcomes: tuple[str, ...] | None = None
+    """Episode outcomes to train on (``success``, ``failure``, ``unlabelled``); None = all."""
+    tasks: tuple[str, ...] | None = None
+    """Tasks to train on; None = all."""
+    steps: int = 3000
+    """Gradient steps per round."""
+    batch_size: int = 32
+    """Frames per gradient step."""
+    learning_rate: float = 3e-4
+    """Peak AdamW learning rate (cosine decay to 10% after a short warm-up)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient-norm clipping."""
+    filter_mode: str = "nonnegative"
+    """Filtered BC: ``nonnegative`` keeps Delta >= 0, ``top_fraction`` keeps the top ``filter_fraction``."""
+    filter_fraction: float = 0.7
+    """Filtered BC with ``top_fraction``: fraction of frames kept per task (WVM: 70%)."""
+    awr_temperature: float = 1.0
+    """AWR tau, applied to Delta divided by its per-task standard deviation."""
+    awr_cap: float = 2.0
+    """AWR weight cap (WVM: 2)."""
+    delta_source: str = "advantage"
+    """Delta for filtered BC / AWR: the labelling run's ``advantage``, or ``wvm`` = V(t+H-1) - V(t)."""
+    value_key: str | None = None
+    """Derived value column for ``delta_source="wvm"`` (model range [-1, 1])."""
+    wvm_horizon: int = 4
+    """H of the WVM Delta."""
+    num_workers: int = 0
+    """DataLoader worker processes (0 reads in the training process)."""
+    torch_threads: int = 0
+    """torch.set_num_threads for training; 0 leaves the process default."""
+    device: str = "cpu"
+    """Training device."""
+    seed: int = 0
+    """Seed of initialisation, sampling order, dropout and noise."""
+    log_every: int = 100
+    """Steps between log lines."""
+
+    def __post_init__(self) -> None:
+        if self.extraction not in EXTRACTIONS:
+            raise ValueError(f"extraction must be one of {list(EXTRACTIONS)}, got {self.extraction!r}")
+        if self.labelling_run is None and self.extraction != "bc":
+            raise ValueError(f"extraction {self.extraction!r} needs a labelling_run (None trains plain BC)")
+
+
+@dataclass
+class PolicyTrainResult:
+    checkpoint: Path
+    version: int
+    round: int
+    frames: int
+    losses: list[float]
+    wall_time_s: float
+
+
+def cosine_learning_rate(step: int, total: int, peak: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def episode_filter_for(config: PolicyLearnerConfig, round_index: int) -> EpisodeFilter:
+    """The rounds so far (or the configured ones), and only episodes that carry the labels the method reads."""
+    rounds = config.rounds if config.rounds is not None else tuple(range(round_index + 1))
+    required: tuple[tuple[str, str], ...] = ()
+    if config.extraction == "recap":
+        required = (("indicator", config.labelling_run),)
+    elif config.delta_source == "advantage" and config.extraction != "bc":
+        required = (("advantage", config.labelling_run),)
+    elif config.extraction != "bc":
+        required = (("value", config.value_key),)
+    return EpisodeFilter(
+        rounds=rounds,
+        outcomes=None if config.outcomes is None else tuple(Outcome(o) for o in config.outcomes),
+        tasks=config.tasks,
+        require_derived=required,
+    )
+
+
+def initial_model(
+    config: PolicyLearnerConfig, records: list, log: Callable[[str], None]
+) -> tuple[PolicyModel, Normalizer, str | None]:
+    """Weights and normalisation to start from, and the checkpoint they came from (None = fresh)."""
+    previous = list_versions(config.checkpoint_dir)
+    start_from = config.base_checkpoint
+    if not config.restart_each_round and previous:
+        start_from = str(Path(config.checkpoint_dir) / f"v{previous[-1]:06d}")
+    if start_from is not None:
+        model, normalizer, _ = load_model(start_from, config.device)
+        log(f"starting from {start_from}")
+        return model, normalizer, start_from
+    torch.manual_seed(config.seed)
+    return build_model(config.policy).to(config.device), Normalizer(normalization_stats(records)), None
+
+
+def train_policy_round(
+    config: PolicyLearnerConfig, round_index: int, log: Callable[[str], None] = print
+) -> PolicyTrainResult:
+    """Train the policy of round ``round_index`` and save it as the next checkpoint version."""
+    started = time.monotonic()
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    store = ReplayStore.open(config.store_url)
+
+    # 1. Frames: every episode of the rounds so far that passes the filter (and carries the labels needed).
+    index = FrameIndex(store, episode_filter_for(config, round_index))
+    index.refresh()
+    records = list(index.records.values())
+    model, normalizer, started_from = initial_model(config, records, log)
+    policy_config = model.config
+    schema = store.schema
+    if (policy_config.state_dim, policy_config.action_dim) != (schema.state_dim, schema.action_dim):
+        raise ValueError(
+            f"policy expects state/action dims {policy_config.state_dim}/{policy_config.action_dim}, the store "
+            f"holds {schema.state_dim}/{schema.action_dim}: set policy.state_dim and policy.action_dim"
+        )
+
+    # 2. Extraction: which frames, with what weights, see which indicators.
+    keep, scales = None, None
+    if config.extraction in ("filtered_bc", "awr"):
+        deltas = frame_deltas(
+            store,
+            index,
+            source=config.delta_source,
+            labelling_run=config.labelling_run,
+            value_key=config.value_key,
+            wvm_horizon=config.wvm_horizon,
+        )
+        tasks = frame_tasks(index)
+        if config.extraction == "filtered_bc":
+            keep = filtered_bc_keep(deltas, tasks, config.filter_mode, config.filter_fraction, config.seed)
+        else:
+            scales = delta_scales(deltas, tasks)
+    sampler = KeptFrameSampler(index, keep, seed=config.seed)
+    kept = len(sampler)
+    log(
+        f"round {round_index}: {len(records)} episodes, {len(index)} frames, {kept} used ({config.extraction})"
+    )
+    dataset = FrameWindowDataset(
+        store,
+        horizon=0,
+        action_horizon=policy_config.chunk_size,
+        cameras=policy_config.cameras,
+        advantage_key=config.labelling_run if config.extraction == "awr" else None,
+        indicator_key=config.labelling_run if config.extraction == "recap" else None,
+    )
+    loader = make_loader(
+        dataset, sampler, batch_size=config.batch_size, num_workers=config.num_workers, drop_last=True
+    )
+    convert = BatchConverter(
+        policy_config,
+        normalizer,
+        config.extraction,
+        awr_scales=scales,
+        awr_temperature=config.awr_temperature,
+        awr_cap=config.awr_cap,
+        seed=config.seed,
+    )
+
+    # 3. Optimise.
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    model.train()
+    losses: list[float] = []
+    step = 0
+    while step < config.steps:
+        for batch in loader:
+            if step >= config.steps:
+                break
+            inputs, targets = convert(batch)
+            inputs, targets = _to_device(inputs, targets, config.device)
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_learning_rate(step, config.steps, config.learning_rate)
+            loss = model.loss(inputs, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            if step % config.log_every == 0 or step == config.steps:
+                log(
+                    f"round {round_index} step {step}/{config.steps} loss {np.mean(losses[-config.log_every :]):.4f}"
+                )
+
+    # 4. Save, with the provenance an actor and the round driver need.
+    model.eval()
+    versions = list_versions(config.checkpoint_dir)
+    version = versions[-1] + 1 if versions else 0
+    folder = save_policy(
+        model,
+        normalizer,
+        config.checkpoint_dir,
+        version,
+        labelling_run=config.labelling_run,
+        extra={
+            "extraction": config.extraction,
+            "round": round_index,
+            "started_from": started_from,
+            "episodes": [r.meta.episode_id for r in records],
+            "frames_used": kept,
+            "steps": config.steps,
+        },
+    )
+    log(f"round {round_index}: saved {folder}")
+    return PolicyTrainResult(folder, version, round_index, kept, losses, time.monotonic() - started)
+
+
+def _to_device(
+    inputs: PolicyInputs, targets: PolicyTargets, device: str
+) -> tuple[PolicyInputs, PolicyTargets]:
+    if device == "cpu":
+        return inputs, targets
+    inputs.images = {k: v.to(device) for k, v in inputs.images.items()}
+    inputs.state, inputs.indicator = inputs.state.to(device), inputs.indicator.to(device)
+    targets.actions, targets.valid, targets.weight = (
+        targets.actions.to(device),
+        targets.valid.to(device),
+        targets.weight.to(device),
+    )
+    return inputs, targets
+
+
+class PolicyLearner:
+    """What the learner's Ray actor holds: the config, and one call per round."""
+
+    def __init__(self, config: PolicyLearnerConfig, log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.log = log
+
+    def train_round(self, round_index: int, labelling_run: str | None = None) -> PolicyTrainResult:
+        """Train round ``round_index``; ``labelling_run`` overrides the config's (each round relabels)."""
+        config = self.config if labelling_run is None else replace(self.config, labelling_run=labelling_run)
+        return train_policy_round(config, round_index, self.log)

@@ -1,0 +1,79 @@
+"""A labelling run over a replay store: progress-based values, per-group fractions, interventions, columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from learners.policy_labels import LabellingConfig, label_store, progress_binned_values
+from replay import CameraSchema, Outcome, ReplayStore, StoreSchema
+
+SCHEMA = StoreSchema(
+    cameras=(CameraSchema("front", 8, 8),), state_names=("x",), action_names=("a",), control_hz=10.0
+)
+
+
+def write(
+    store: ReplayStore, progress: np.ndarray, outcome: Outcome, round_index: int, interventions=None
+) -> str:
+    with store.episode_writer(robot_id="r", round=round_index, policy_version="p", task="box") as writer:
+        for t, p in enumerate(progress):
+            writer.add_step(
+                {"front": np.zeros((8, 8, 3), np.uint8)},
+                np.zeros(1, np.float32),
+                np.zeros(1, np.float32),
+                float(t),
+                intervention=bool(interventions is not None and interventions[t]),
+                progress=float(p),
+            )
+        writer.commit(outcome, labelled_by="test")
+    return writer.episode_id
+
+
+def test_progress_binned_values_average_targets_per_bin():
+    progress = [np.array([0.0, 0.5, 0.99]), np.array([0.0, 0.0, 0.5])]
+    targets = [np.array([-0.3, -0.1, 0.0]), np.array([-0.5, -0.4, -0.3])]
+    values = progress_binned_values(progress, targets, bins=2)
+    bin0 = np.mean([-0.3, -0.5, -0.4])
+    bin1 = np.mean([-0.1, 0.0, -0.3])
+    np.testing.assert_allclose(values[0], [bin0, bin1, bin1], atol=1e-6)
+    np.testing.assert_allclose(values[1], [bin0, bin0, bin1], atol=1e-6)
+    with pytest.raises(ValueError, match="ground-truth progress"):
+        progress_binned_values([np.array([np.nan])], [np.array([0.0])], bins=2)
+
+
+def test_label_store_fractions_interventions_and_hesitation(tmp_path):
+    store = ReplayStore.create(str(tmp_path / "s"), SCHEMA)
+    steady = np.linspace(0.0, 1.0, 40)
+    hesitant = np.concatenate([np.linspace(0.0, 0.5, 20), np.full(20, 0.5), np.linspace(0.5, 1.0, 20)])
+    demo_ids = [write(store, steady, Outcome.SUCCESS, 0), write(store, hesitant, Outcome.SUCCESS, 0)]
+    corrections = np.zeros(40, bool)
+    corrections[30:] = True
+    rollout_ids = [
+        write(store, np.linspace(0.0, 0.4, 40), Outcome.FAILURE, 1, corrections),
+        write(store, steady, Outcome.SUCCESS, 1),
+    ]
+    report = label_store(store, LabellingConfig(run="lab", horizon=5, progress_bins=10))
+    assert report.episodes == 4 and report.frames == 180
+    indicators = {i: store.read_derived("indicator", "lab", i) for i in demo_ids + rollout_ids}
+    advantages = {i: store.read_derived("advantage", "lab", i) for i in demo_ids + rollout_ids}
+    demo = np.concatenate([indicators[i] for i in demo_ids])
+    assert demo.sum() == round(0.3 * 100)
+    autonomous = np.concatenate([indicators[rollout_ids[0]][:30], indicators[rollout_ids[1]]])
+    assert autonomous.sum() == round(0.4 * 70)
+    assert indicators[rollout_ids[0]][30:].all(), "interventions are always positive"
+    # Pausing loses value compared with moving on at the usual pace.
+    assert advantages[demo_ids[1]][22:35].max() < np.median(advantages[demo_ids[0]])
+    assert store.derived_episode_ids("indicator", "lab") == set(demo_ids + rollout_ids)
+
+
+def test_label_store_reads_a_value_column_in_model_range(tmp_path):
+    store = ReplayStore.create(str(tmp_path / "s"), SCHEMA)
+    episode = write(store, np.linspace(0.0, 1.0, 10), Outcome.SUCCESS, 0)
+    # Values that are exactly the return-to-go (model range y = 2 V + 1) give zero advantage everywhere.
+    exact = 2.0 * (-(np.arange(9, -1, -1)) / 20.0) + 1.0
+    store.write_derived("value", "vm1", episode, exact)
+    label_store(store, LabellingConfig(run="lab", value_key="vm1", horizon=3))
+    np.testing.assert_allclose(store.read_derived("advantage", "lab", episode), 0.0, atol=1e-6)
+    with pytest.raises(KeyError, match="no value column"):
+        label_store(store, LabellingConfig(run="lab2", value_key="missing"))

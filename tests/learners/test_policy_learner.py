@@ -1,0 +1,113 @@
+"""End to end on the simulator: expert episodes -> replay store -> advantage labels -> policy rounds -> run_episode."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.episode import run_episode
+from learners.policy_labels import LabellingConfig, label_store
+from learners.policy_learner import PolicyLearner, PolicyLearnerConfig, cosine_learning_rate
+from learners.policy_sim_data import open_sim_store, record_expert_episodes
+from policy import PolicyConfig, load_policy, read_meta
+from robot_io.config import ExpertConfig, SimBoxConfig
+
+SIM = SimBoxConfig(cameras=["front", "wrist"], image_height=32, image_width=32, max_steps=40)
+TINY_POLICY = PolicyConfig(
+    cameras=["front", "wrist"],
+    image_size=32,
+    chunk_size=4,
+    execute_steps=2,
+    encoder_channels=8,
+    feature_dim=32,
+    hidden_dim=64,
+    flow_steps=3,
+)
+
+
+@pytest.fixture(scope="module")
+def labelled_store(tmp_path_factory):
+    url = str(tmp_path_factory.mktemp("policy-e2e") / "store")
+    store = open_sim_store(url, SIM)
+    record_expert_episodes(store, SIM, ExpertConfig(hesitation_prob=0.5), [0, 1], round_index=0)
+    record_expert_episodes(store, SIM, ExpertConfig(), [2], round_index=1)
+    label_store(store, LabellingConfig(run="lab0", horizon=10))
+    return url
+
+
+def learner_config(url: str, checkpoints: str, **overrides) -> PolicyLearnerConfig:
+    base = dict(
+        store_url=url,
+        checkpoint_dir=checkpoints,
+        policy=TINY_POLICY,
+        labelling_run="lab0",
+        steps=4,
+        batch_size=4,
+        log_every=2,
+    )
+    return PolicyLearnerConfig(**{**base, **overrides})
+
+
+def test_rounds_train_save_provenance_and_deploy_in_run_episode(labelled_store, tmp_path):
+    from robot_io.sim import BoxAssemblySim
+
+    checkpoints = str(tmp_path / "ckpt")
+    lines: list[str] = []
+    learner = PolicyLearner(
+        learner_config(labelled_store, checkpoints, restart_each_round=False), log=lines.append
+    )
+    first = learner.train_round(0)
+    meta = read_meta(first.checkpoint)
+    assert first.version == 0 and len(first.losses) == 4 and first.frames == 80
+    assert meta["labelling_run"] == "lab0" and meta["extraction"] == "recap" and meta["round"] == 0
+    assert meta["started_from"] is None and len(meta["episodes"]) == 2
+    second = learner.train_round(1)
+    meta = read_meta(second.checkpoint)
+    assert second.version == 1 and meta["round"] == 1 and len(meta["episodes"]) == 3
+    assert meta["started_from"].endswith("v000000"), "continuing from the previous round's policy"
+    assert any("step 4/4" in line for line in lines)
+
+    sim = BoxAssemblySim(SIM)
+    sim.connect()
+    try:
+        policy = load_policy(checkpoints)
+        assert policy.version == 1 and policy.config.deploy_indicator == "positive"
+        result = run_episode(sim, policy, max_steps=5, seed=7)
+    finally:
+        sim.disconnect()
+    assert result.steps == 5
+
+
+@pytest.mark.parametrize("extraction", ["bc", "filtered_bc", "awr"])
+def test_every_extraction_method_trains(labelled_store, tmp_path, extraction):
+    run = None if extraction == "bc" else "lab0"
+    config = learner_config(
+        labelled_store, str(tmp_path / extraction), extraction=extraction, labelling_run=run
+    )
+    result = PolicyLearner(config, log=lambda _: None).train_round(0)
+    meta = read_meta(result.checkpoint)
+    assert meta["extraction"] == extraction and meta["labelling_run"] == run
+    assert meta["started_from"] is None and all(loss == loss for loss in result.losses)
+    if extraction == "filtered_bc":
+        assert 0 < result.frames < 80
+
+
+def test_config_checks_and_schedule():
+    with pytest.raises(ValueError, match="labelling_run"):
+        PolicyLearnerConfig(store_url="x", checkpoint_dir="y", extraction="recap")
+    with pytest.raises(ValueError, match="extraction"):
+        PolicyLearnerConfig(store_url="x", checkpoint_dir="y", extraction="ppo", labelling_run="l")
+    assert cosine_learning_rate(0, 1000, 1.0) == pytest.approx(0.01)
+    assert cosine_learning_rate(100, 1000, 1.0) == pytest.approx(1.0)
+    assert cosine_learning_rate(1000, 1000, 1.0) == pytest.approx(0.1)
+
+
+def test_restart_recipe_starts_every_round_from_the_base_checkpoint(labelled_store, tmp_path):
+    base = PolicyLearner(
+        learner_config(labelled_store, str(tmp_path / "base"), extraction="bc", labelling_run=None)
+    )
+    base_folder = base.train_round(0).checkpoint
+    config = learner_config(labelled_store, str(tmp_path / "recap"), base_checkpoint=str(base_folder))
+    learner = PolicyLearner(config, log=lambda _: None)
+    for round_index in (0, 1):
+        meta = read_meta(learner.train_round(round_index).checkpoint)
+        assert meta["started_from"] == str(base_folder) and meta["round"] == round_index
