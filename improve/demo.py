@@ -14,16 +14,8 @@ from rich.table import Table
 
 from actors import EpisodeResult, Step, TeleoperatorAsPolicy, run_episode
 from improve.config import VivarlConfig
+from improve.report import tile_cameras
 from robot_io import make_robot
-
-VIDEO_HEIGHT = 192
-
-
-def tile_cameras(images: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:
-    """All cameras side by side, enlarged by an integer factor so small sim frames stay sharp in a video."""
-    row = np.concatenate([images[name] for name in names], axis=1)
-    scale = max(1, VIDEO_HEIGHT // row.shape[0])
-    return np.repeat(np.repeat(row, scale, axis=0), scale, axis=1)
 
 
 def record_expert_batch(config: VivarlConfig) -> list[EpisodeResult]:

@@ -48,6 +48,10 @@ _FLAT_CHUNK_KEYS = {"name": "default", "separator": "."}
 DEFAULT_STALE_AFTER_S = 600.0
 
 
+# How long open_or_create waits for a concurrent creator to finish writing store.json.
+CREATE_RACE_WAIT_S = 5.0
+
+
 @dataclass(frozen=True)
 class InFlightEpisode:
     """An episode in staging: still being written, or torn (its writer died or gave up)."""
@@ -110,11 +114,23 @@ class ReplayStore:
     def open_or_create(
         cls, url: str, schema: StoreSchema, *, storage_options: dict[str, Any] | None = None
     ) -> ReplayStore:
-        """Open the store, creating it on first use; two processes racing here end up with one store."""
+        """Open the store, creating it on first use; two processes racing here end up with one store.
+
+        The loser of a race may look while the winner's ``store.json`` is still being written (the folder holds
+        only its temporary file), so it keeps trying to open for ``CREATE_RACE_WAIT_S`` before giving up.
+        """
         try:
             store = cls.create(url, schema, storage_options=storage_options)
         except (FileExistsError, NotAStoreError):
-            store = cls.open(url, storage_options=storage_options)
+            deadline = time.monotonic() + CREATE_RACE_WAIT_S
+            while True:
+                try:
+                    store = cls.open(url, storage_options=storage_options)
+                    break
+                except NotAStoreError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
         if not store.schema.same_layout(schema):
             raise SchemaMismatchError(f"{url} holds {store.schema}, not {schema}")
         return store

@@ -238,3 +238,19 @@ def test_episode_ids_are_unique_and_staging_is_per_writer(store):
     assert sorted(os.listdir(store.location.path("staging"))) == sorted(w.episode_id for w in writers)
     for w in writers:
         w.abort(discard=True)
+
+
+def test_open_or_create_race_between_processes_ends_with_one_store(tmp_path):
+    import multiprocessing as mp
+
+    url = str(tmp_path / "raced")
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        results = pool.starmap(_open_or_create_layout, [(url,)] * 8)
+    assert results == [SCHEMA.camera_names] * 8
+
+
+def _open_or_create_layout(url):
+    from replay import ReplayStore
+
+    return ReplayStore.open_or_create(url, SCHEMA).schema.camera_names

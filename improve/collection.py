@@ -1,0 +1,99 @@
+"""Collecting a stage's episodes across every arm, exactly once, through actor crashes and driver restarts.
+
+The store is the ledger: a stage asks for as many episodes as are still missing from it (committed episodes of
+this round and purpose), spreads them over the arms, and asks again for whatever a crashed arm did not commit.
+A resumed run therefore neither loses nor duplicates an episode.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from replay import EpisodeFilter, FrameIndex, Outcome, ReplayStore
+
+log = logging.getLogger(__name__)
+
+
+class CollectionError(RuntimeError):
+    pass
+
+
+def committed_episodes(store: ReplayStore, round_index: int, purpose: str) -> list[Any]:
+    """Commit records of this round's episodes of one purpose (demo, rollout or eval)."""
+    index = FrameIndex(store, EpisodeFilter(rounds=(round_index,), purposes=(purpose,)))
+    index.refresh()
+    return list(index.records.values())
+
+
+def spread_seeds(count: int, arms: list[str], first_seed: int) -> dict[str, list[int]]:
+    """Round-robin ``count`` new seeds over the arms."""
+    plan: dict[str, list[int]] = {arm: [] for arm in arms}
+    for k in range(count):
+        plan[arms[k % len(arms)]].append(first_seed + k)
+    return {arm: seeds for arm, seeds in plan.items() if seeds}
+
+
+def collect(
+    store: ReplayStore,
+    actors: dict[str, Any],
+    *,
+    round_index: int,
+    purpose: str,
+    target: int,
+    seed_base: int,
+    max_attempts: int,
+    before_attempt: Callable[[], None] = lambda: None,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> list[Any]:
+    """Make the store hold ``target`` committed episodes of (round, purpose); returns their records.
+
+    ``before_attempt`` runs before each attempt (the driver re-sends the deployed policy there, since a
+    restarted actor comes back without one).
+    """
+    import ray
+
+    for attempt in range(max_attempts):
+        done = len(committed_episodes(store, round_index, purpose))
+        on_progress(done)
+        missing = target - done
+        if missing <= 0:
+            return committed_episodes(store, round_index, purpose)
+        before_attempt()
+        # Seeds never repeat across attempts, so a retried episode is a new one, not a replay of a torn one.
+        plan = spread_seeds(missing, sorted(actors), seed_base + attempt * 10_000 + done)
+        pending = {actors[arm].run_episodes.remote(purpose, round_index, seeds): arm for arm, seeds in plan.items()}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            arm = pending.pop(ready[0])
+            try:
+                ray.get(ready[0])
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
+                log.warning("arm %s failed during %s of round %d: %s", arm, purpose, round_index, err)
+            on_progress(len(committed_episodes(store, round_index, purpose)))
+    records = committed_episodes(store, round_index, purpose)
+    if len(records) < target:
+        raise CollectionError(
+            f"round {round_index}: only {len(records)} of {target} {purpose} episodes after {max_attempts} "
+            "attempts; check the arms (vivarl-replay verify reports torn episodes)"
+        )
+    return records
+
+
+def episode_metrics(records: list[Any], control_hz: float) -> dict[str, float]:
+    """Success rate, mean length, intervention rate and successes per robot-hour of a set of episodes."""
+    if not records:
+        return {}
+    labelled = [r for r in records if r.meta.outcome is not Outcome.UNLABELLED]
+    successes = sum(r.meta.outcome is Outcome.SUCCESS for r in records)
+    steps = sum(r.meta.length for r in records)
+    robot_hours = steps / control_hz / 3600.0
+    return {
+        "episodes": float(len(records)),
+        "success_rate": successes / len(labelled) if labelled else float("nan"),
+        "mean_length": steps / len(records),
+        "intervention_rate": sum(r.meta.intervention_steps for r in records) / max(steps, 1),
+        "successes_per_hour": successes / robot_hours if robot_hours > 0 else 0.0,
+        "unlabelled": float(len(records) - len(labelled)),
+    }

@@ -1,0 +1,38 @@
+"""The policy learner as a Ray actor: one call per round, on a GPU when the cluster has one."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from learners.policy_learner import PolicyLearner, PolicyLearnerConfig
+
+log = logging.getLogger(__name__)
+
+
+class PolicyLearnerActor:
+    def __init__(self, config: PolicyLearnerConfig) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        self.learner = PolicyLearner(config, log=log.info)
+
+    def train_round(self, round_index: int, labelling_run: str | None) -> dict[str, Any]:
+        result = self.learner.train_round(round_index, labelling_run)
+        return {
+            "checkpoint": str(result.checkpoint),
+            "version": result.version,
+            "frames": result.frames,
+            "final_loss": float(result.losses[-1]) if result.losses else float("nan"),
+            "wall_time_s": result.wall_time_s,
+        }
+
+
+def launch_policy_learner(config: PolicyLearnerConfig, name: str | None = None) -> Any:
+    """Start the actor; it takes one GPU and trains on it when the cluster has GPUs."""
+    import ray
+
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    if has_gpu and config.device == "cpu":
+        config = replace(config, device="cuda")
+    actor_class = ray.remote(PolicyLearnerActor).options(num_cpus=1, num_gpus=1 if has_gpu else 0, name=name)
+    return actor_class.remote(config)
