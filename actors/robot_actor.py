@@ -118,14 +118,22 @@ class RobotWorker:
         return summaries
 
     def info(self) -> dict:
+        import os
         import socket
 
         return {
             "robot": self.settings.robot.name,
             "node": socket.gethostname(),
+            "pid": os.getpid(),
             "policy_version": self.policy_version,
             "safety": self.robot.stats.as_dict(),
         }
+
+    def node_id(self) -> str:
+        """The Ray node this arm's actor runs on (it must be the node wired to the arm)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     def close(self) -> None:
         self.robot.disconnect()

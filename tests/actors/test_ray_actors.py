@@ -1,0 +1,55 @@
+"""Robot actors on a real (local) Ray: a crash mid-episode, the restart, and exact recollection."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from actors.robot_actor import ActorSettings, launch_robot_actors
+from improve.collection import collect, committed_episodes
+from replay import FrameIndex, ReplayStore
+from robot_io import RobotConfig, SimBoxConfig
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture
+def local_ray():
+    ray.init(num_cpus=2, resources={"robot:sim0": 1.0}, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_actor_killed_mid_episode_restarts_and_the_torn_episode_is_never_sampled(local_ray, tmp_path):
+    url = str(tmp_path / "replay")
+    robot = RobotConfig(type="sim_box", name="sim0", sim_box=SimBoxConfig(image_height=32, image_width=32))
+    actor = launch_robot_actors([ActorSettings(robot=robot, store_url=url, task="box_assembly")], max_restarts=2)["sim0"]
+    pid = ray.get(actor.info.remote())["pid"]
+    running = actor.run_episodes.remote("demo", 0, [0, 1, 2])
+    store = ReplayStore.open(url)
+    deadline = time.monotonic() + 60
+    # Wait until the second episode is being written with some steps on disk, then kill the arm's process.
+    while time.monotonic() < deadline:
+        writing = [e for e in store.in_flight() if e.steps_flushed > 0]
+        if writing and len(store.episode_ids()) >= 1:
+            break
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(running)
+
+    # The restarted actor runs its constructor again; the stage asks for exactly the missing episodes.
+    records = collect(
+        store, {"sim0": actor}, round_index=0, purpose="demo", target=3, seed_base=0, max_attempts=3
+    )
+    assert len(records) == 3 == len(committed_episodes(store, 0, "demo"))
+    assert ray.get(actor.info.remote())["pid"] != pid
+    torn = [e for e in store.in_flight() if e.status == "torn"]
+    assert torn, "the killed writer's episode should be reported torn"
+    index = FrameIndex(store)
+    index.refresh()
+    assert {e.episode_id for e in torn}.isdisjoint(index.episode_ids)
+    assert set(index.episode_ids) == {r.meta.episode_id for r in records}

@@ -1,0 +1,80 @@
+"""The `vivarl` command end to end on the embedded default with the smallest settings (slow: minutes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from improve.collection import committed_episodes
+from improve.run_state import STAGES, RunState
+from replay import ReplayStore
+
+pytestmark = pytest.mark.slow
+VIVARL = str(Path(sys.executable).with_name("vivarl"))
+SMALL = [
+    "loop.rounds=1", "loop.demo_episodes=4", "loop.episodes_per_round=3", "loop.eval_episodes=2",
+    "value_learner.steps=20", "value_learner.checkpoint_every=10", "policy_learner.steps=30",
+    "robots.sim0.sim_box.max_steps=120", "robots.sim1.sim_box.max_steps=120", "wandb.mode=offline",
+]
+
+
+def start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "offline", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    return subprocess.Popen(
+        [VIVARL, f"run_dir={run_dir}", *SMALL, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
+    )
+
+
+def assert_exact_counts(run_dir: Path) -> None:
+    store = ReplayStore.open(str(run_dir / "replay"))
+    assert len(committed_episodes(store, 0, "demo")) == 4
+    assert len(committed_episodes(store, 1, "rollout")) == 3
+    assert len(committed_episodes(store, 0, "eval")) == 2
+    assert len(committed_episodes(store, 1, "eval")) == 2
+    assert len(store.episode_ids()) == 11
+
+
+def test_main_command_runs_rounds_and_prints_the_round_table(tmp_path):
+    proc = start(tmp_path / "run")
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
+    state = RunState.load(tmp_path / "run")
+    assert state.completed == [f"{r}:{s}" for r in (0, 1) for s in STAGES]
+    assert "vivarl run run" in out and "eval" in out
+    assert_exact_counts(tmp_path / "run")
+    metrics = state.rounds["1"]["metrics"]
+    assert 0.0 <= metrics["eval/success_rate"] <= 1.0 and metrics["collect/intervention_rate"] >= 0.0
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "W&B offline runs should be written"
+    assert (tmp_path / "run" / "media" / "round001_eval.mp4").stat().st_size > 0
+
+
+def test_killed_mid_round_then_resumed_loses_and_duplicates_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start(run_dir)
+    store_url = str(run_dir / "replay")
+    deadline = time.monotonic() + 600
+    # Kill the driver and its local Ray in the middle of round 1's collection.
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (run_dir / "replay" / "store.json").exists():
+            if committed_episodes(ReplayStore.open(store_url), 1, "rollout"):
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[0]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = RunState.load(run_dir)
+    assert not state.is_done(1, "collect")
+    resumed = start(run_dir)
+    out, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, out
+    assert "resuming" in out
+    assert_exact_counts(run_dir)
+    assert json.loads((run_dir / "run_state.json").read_text())["completed"][-1] == "1:evaluate"
