@@ -63,9 +63,9 @@ def test_killed_mid_round_then_resumed_loses_and_duplicates_nothing(tmp_path):
     deadline = time.monotonic() + 600
     # Kill the driver and its local Ray in the middle of round 1's collection.
     while time.monotonic() < deadline and proc.poll() is None:
-        if (run_dir / "replay" / "store.json").exists():
-            if committed_episodes(ReplayStore.open(store_url), 1, "rollout"):
-                break
+        store_ready = (run_dir / "replay" / "store.json").exists()
+        if store_ready and committed_episodes(ReplayStore.open(store_url), 1, "rollout"):
+            break
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()[0]
     os.killpg(proc.pid, signal.SIGKILL)
