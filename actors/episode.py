@@ -103,7 +103,12 @@ def run_episode(
         interventions += int(intervention)
         if realtime:
             next_tick += period
-            time.sleep(max(0.0, next_tick - time.monotonic()))
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                # An overrun step is not made up with a burst of quick ones: the arm keeps its control period.
+                next_tick = time.monotonic()
         observation = robot.get_observation()
     end_episode = getattr(robot, "end_episode", None)
     if end_episode is not None:

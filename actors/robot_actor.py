@@ -61,9 +61,15 @@ class RobotWorker:
         self._policy_dir: Path | None = None
 
     # -- weights ------------------------------------------------------------------------------------------
-    def set_policy(self, packed: PackedCheckpoint) -> str:
-        """Queue new weights; they are swapped in at the next episode boundary, never mid-episode."""
+    def set_policy(self, packed: PackedCheckpoint, load_now: bool = False) -> str:
+        """Queue new weights; they are swapped in at the next episode boundary, never mid-episode.
+
+        ``load_now`` loads them at once (the caller knows no episode is running), so a checkpoint that cannot
+        be loaded fails the deploy stage rather than the next episode.
+        """
         self._pending = packed
+        if load_now:
+            self._swap_policy_if_pending()
         return packed.version
 
     def _swap_policy_if_pending(self) -> None:

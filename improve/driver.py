@@ -144,7 +144,8 @@ class RoundDriver:
 
         packed = ray.put(pack_checkpoint(checkpoint, version))
         self._deployed = (version, packed)
-        ray.get([actor.set_policy.remote(packed) for actor in self.actors.values()])
+        # Stages run one at a time, so no arm is mid-episode here: load at once and fail the deploy if it breaks.
+        ray.get([actor.set_policy.remote(packed, load_now=True) for actor in self.actors.values()])
 
     def _redeploy(self) -> None:
         """Give every arm the deployed policy again (a restarted actor comes back without one)."""
