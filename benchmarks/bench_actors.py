@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from actors.episode import Step, run_episode
+from actors.episode import run_episode
 from actors.robot_actor import ActorSettings, launch_robot_actors
 from actors.weights import pack_checkpoint
 from policy import Normalizer, PolicyConfig, build_model, load_policy, save_policy
@@ -87,8 +87,11 @@ def jitter(checkpoint: Path, steps: int) -> None:
         robot.connect()
         policy = load_policy(checkpoint)
         times: list[float] = []
-        run_episode(robot, policy, max_steps=steps, seed=0, realtime=True,
-                    on_step=lambda _step: times.append(time.monotonic()))
+
+        def stamp(_step, times=times) -> None:
+            times.append(time.monotonic())
+
+        run_episode(robot, policy, max_steps=steps, seed=0, realtime=True, on_step=stamp)
         robot.disconnect()
         rows = {"sleep only (floor)": floor_times, "sim + tiny policy": times}
         floor_p99 = None

@@ -1,0 +1,159 @@
+"""The value learner as a Ray actor, and its multi-GPU path through Ray Train's ``TorchTrainer``.
+
+The round driver holds one actor per value learner (``launch_value_learner``) and calls, blocking on each:
+
+    version = ray.get(actor.refit.remote(round))      # fit on all labelled data so far, publish v{version}
+    n       = ray.get(actor.label.remote(version))    # write value columns for every committed episode
+    latest  = ray.get(actor.latest_version.remote())
+
+or ``start_continual`` / ``stop_continual`` to train beside the actors while episodes stream in. With
+``distributed: ddp|fsdp`` a refit runs as a ``TorchTrainer`` of ``train_workers`` workers (one per GPU) that the
+actor launches and waits for; the training loop is ``ValueLearner.refit`` with the loss wrapped by
+``ray.train.torch.prepare_model`` and each rank sampling its own stream; rank 0 writes checkpoints and publishes,
+and reports the published version folder as the Ray Train checkpoint. Ray is imported only in this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from learners.value_learner import ValueLearner, ValueLearnerConfig
+from valuemodel.checkpoint import version_dir
+from valuemodel.config import ValueModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: a ValueLearner whose loss module is DDP/FSDP-wrapped by ``prepare_model``."""
+    import ray.train
+    import ray.train.torch
+
+    config = ValueLearnerConfig(**loop_config["learner"])
+    config.device = str(ray.train.torch.get_device())
+    strategy_kwargs = {"find_unused_parameters": True} if config.distributed == "ddp" else {}
+
+    def wrap(module: Any) -> Any:
+        return ray.train.torch.prepare_model(
+            module, parallel_strategy=config.distributed, parallel_strategy_kwargs=strategy_kwargs
+        )
+
+    rank = ray.train.get_context().get_world_rank()
+    learner = ValueLearner(
+        config, ValueModelConfig.from_dict(loop_config["model"]), rank=rank, wrap_loss=wrap
+    )
+    version = learner.refit(int(loop_config["round"]))
+    checkpoint = None
+    if rank == 0:
+        checkpoint = ray.train.Checkpoint.from_directory(str(version_dir(config.checkpoint_root, version)))
+    ray.train.report({"version": version, **learner.metrics}, checkpoint=checkpoint)
+
+
+def refit_with_torch_trainer(
+    config: ValueLearnerConfig, model_config: ValueModelConfig, round_index: int, use_gpu: bool
+) -> int:
+    """Run one refit as a Ray Train job of ``config.train_workers`` workers; returns the published version."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    resources = {"GPU": config.gpus_per_worker} if use_gpu else {"CPU": 1}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"learner": asdict(config), "model": model_config.to_dict(), "round": round_index},
+        scaling_config=ScalingConfig(
+            num_workers=config.train_workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=f"value-refit-r{round_index}",
+            storage_path=str((Path(config.checkpoint_root) / "ray_train").resolve()),
+        ),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    return int(result.metrics["version"])
+
+
+class ValueLearnerActor:
+    """What runs inside the actor. Training calls (refit, label, continual) are serialised by one lock;
+    ``latest_version`` and ``metrics`` answer at any time (the actor runs with several threads)."""
+
+    def __init__(self, config: dict[str, Any], model_config: dict[str, Any], use_gpu: bool = False) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        self.config = ValueLearnerConfig(**config)
+        self.model_config = ValueModelConfig.from_dict(model_config)
+        self.use_gpu = use_gpu
+        self.learner = ValueLearner(self.config, self.model_config)
+        self._busy = threading.Lock()
+        self._stop = threading.Event()
+        self._continual: threading.Thread | None = None
+        self._continual_versions: list[int] = []
+        self._continual_error: BaseException | None = None
+
+    def refit(self, round_index: int) -> int:
+        with self._busy:
+            if self.config.distributed != "none":
+                return refit_with_torch_trainer(self.config, self.model_config, round_index, self.use_gpu)
+            return self.learner.refit(round_index)
+
+    def label(self, version: int | None = None) -> int:
+        with self._busy:
+            return self.learner.label(version)
+
+    def latest_version(self) -> int | None:
+        return self.learner.latest_version()
+
+    def metrics(self) -> dict[str, float]:
+        return dict(self.learner.metrics)
+
+    def start_continual(self) -> None:
+        if self._continual is not None and self._continual.is_alive():
+            raise RuntimeError("continual value training is already running")
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("the value learner is busy (refit or label in progress)")
+        self._stop.clear()
+        self._continual_versions, self._continual_error = [], None
+
+        def run() -> None:
+            try:
+                self._continual_versions.extend(self.learner.run_continual(self._stop.is_set))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller of stop_continual
+                self._continual_error = exc
+                log.exception("continual value training failed")
+            finally:
+                self._busy.release()
+
+        self._continual = threading.Thread(target=run, name="value-continual", daemon=True)
+        self._continual.start()
+
+    def stop_continual(self, timeout_s: float = 600.0) -> list[int]:
+        """Stop after the current step; returns the versions published since ``start_continual``."""
+        if self._continual is None:
+            return []
+        self._stop.set()
+        self._continual.join(timeout_s)
+        if self._continual.is_alive():
+            raise TimeoutError(f"continual value training did not stop within {timeout_s} s")
+        self._continual = None
+        if self._continual_error is not None:
+            raise self._continual_error
+        return list(self._continual_versions)
+
+
+def launch_value_learner(
+    config: ValueLearnerConfig, model_config: ValueModelConfig, name: str | None = None
+) -> Any:
+    """Start the actor: with ``gpus_per_worker`` GPUs when the cluster has GPUs, on CPU otherwise. With
+    ``distributed`` set, the actor itself is a light coordinator and the Ray Train workers take the GPUs."""
+    import ray
+
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    own_gpus = config.gpus_per_worker if has_gpu and config.distributed == "none" else 0
+    actor_class = ray.remote(ValueLearnerActor).options(
+        num_cpus=1, num_gpus=own_gpus, max_concurrency=4, name=name
+    )
+    return actor_class.remote(asdict(config), model_config.to_dict(), has_gpu)

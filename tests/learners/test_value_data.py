@@ -1,0 +1,93 @@
+"""Replay -> ValueBatch: normalisation, RECAP targets, WVM windows, the latent cache and chunk merging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from learners.value_data import (
+    LatentCache,
+    ValueBatchAdapter,
+    WindowDataset,
+    compute_value_stats,
+    merge_window_values,
+    normalise_state,
+    window_offsets,
+    write_synthetic_store,
+)
+from replay import FrameIndex
+from replay.dataset import FrameWindowDataset
+from valuemodel.config import ValueModelConfig
+from valuemodel.targets import episode_value_targets
+
+
+@pytest.fixture
+def store(tmp_path):
+    return write_synthetic_store(str(tmp_path / "store"), ["expert", "failure", "retry"])[0]
+
+
+def stats_of(store, config):
+    index = FrameIndex(store)
+    index.refresh()
+    return compute_value_stats(
+        list(index.records.values()), ["synthetic"], horizon=config.horizon, frame_stride=2
+    )
+
+
+def test_batches_carry_normalised_state_and_recap_targets(store):
+    config = ValueModelConfig.preset("tiny", "viva", horizon=5, image_height=32, image_width=32)
+    stats = stats_of(store, config)
+    lengths = [store.record(e).meta.length for e in store.episode_ids()]
+    assert stats.max_episode_length == {"synthetic": max(lengths)}
+    dataset = FrameWindowDataset(store, horizon=5)
+    keys = [(e, s) for e in store.episode_ids() for s in (0, 7, store.record(e).meta.length - 1)]
+    batch = ValueBatchAdapter(config, stats)(dataset.__getitems__(keys))
+    assert batch.state.abs().max() <= 1.0 and batch.future_state.shape == batch.state.shape
+    assert (
+        batch.images["front"].shape == (len(keys), 3, 32, 32) and batch.images["front"].dtype == torch.uint8
+    )
+    for i, (episode_id, step) in enumerate(keys):
+        meta = store.record(episode_id).meta
+        expected = episode_value_targets(meta.length, meta.outcome == "success", max(lengths))[step]
+        assert batch.value_target[i].item() == pytest.approx(float(expected))
+    assert batch.value_target[2] == pytest.approx(1.0), "a success ends at the top of the value range"
+    assert batch.value_target[5] == pytest.approx(0.0), "a failure ends C_fail = L_max steps below a success"
+
+
+def test_state_normalisation_maps_the_task_range_onto_minus_one_one():
+    from learners.value_data import ValueDataStats
+
+    stats = ValueDataStats(["t"], {"t": [0.0, -2.0]}, {"t": [1.0, 2.0]}, {"t": 10})
+    state = torch.tensor([[0.0, -2.0], [1.0, 2.0], [0.5, 0.0], [3.0, 0.0]])
+    assert normalise_state(state, ["t"] * 4, stats).tolist() == [[-1, -1], [1, 1], [0, 0], [1, 0]]
+
+
+def test_wvm_windows_and_latent_cache(store):
+    config = ValueModelConfig.preset("tiny", "wvm", horizon=5, image_height=32, image_width=32, chunk=2)
+    stats = stats_of(store, config)
+    offsets = window_offsets(config, 2)
+    assert offsets.tolist() == [-4, -2, 0, 2, 4]
+    encoded = []
+
+    def encode(images):
+        encoded.append(len(images["front"]))
+        return {c: v.float()[:, :1, :4, :4] for c, v in images.items()}
+
+    reader = FrameWindowDataset(store, horizon=0)
+    adapter = ValueBatchAdapter(config, stats, encode=encode, cache=LatentCache(10_000), image_reader=reader)
+    windows = WindowDataset(FrameWindowDataset(store, horizon=5, cameras=()), offsets)
+    episode = store.episode_ids()[0]
+    batch = adapter(windows.__getitems__([(episode, 0), (episode, 10)]))
+    assert batch.video_latents["front"].shape == (2, 5, 1, 4, 4)
+    assert batch.value_window.shape == (2, 5)
+    assert batch.value_window[0, 0] == batch.value_window[0, 2], "indices before the start clamp to frame 0"
+    assert batch.value_window[1].diff().gt(0).all(), "a success's targets rise along the window"
+    adapter(windows.__getitems__([(episode, 0), (episode, 10)]))
+    assert sum(encoded) == len({0, 2, 4, 6, 8, 10, 12, 14}), "each distinct frame is encoded once"
+
+
+def test_overlapping_chunks_average_per_step():
+    chunks = np.array([[1.0, 2.0], [3.0, 4.0]])
+    merged = merge_window_values(chunks, np.array([1, 2]), np.array([-1, 0]), 3)
+    assert merged.tolist() == [1.0, 2.5, 4.0]

@@ -1,0 +1,99 @@
+"""valuemodel.evaluate: per-episode metrics on crafted curves, the summary table and the written report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from valuemodel.evaluate import (
+    EpisodeCurve,
+    EventSettings,
+    episode_metrics,
+    error_falls,
+    evaluate_curves,
+    infer_kinds,
+    markdown_table,
+    summarise,
+)
+
+
+def retry_progress(length: int = 120) -> np.ndarray:
+    """Rises to 0.5, falls back to 0.3 over 15 frames (the undo), then rises to 1."""
+    up = np.linspace(0.0, 0.5, 50)
+    down = np.linspace(0.5, 0.3, 16)[1:]
+    redo = np.linspace(0.3, 1.0, length - 65)
+    return np.concatenate([up, down, redo])
+
+
+def test_a_value_that_tracks_progress_scores_perfectly_on_a_retry():
+    gt = retry_progress()
+    stage = np.floor(np.maximum.accumulate(gt) * 4).clip(0, 4).astype(int)
+    curve = EpisodeCurve("e", pred=2 * gt - 1, progress=gt, stage=stage, success=True, kinds=("retry",))
+    row = episode_metrics(curve, EventSettings())
+    assert row["retry_voc"] == 1.0 and row["pearson"] > 0.999
+    assert row["errors"] == 1 and row["errors_detected"] == 1
+    assert np.isnan(row["hes_rmse"]), "Hes-RMSE only on hesitation episodes"
+
+
+def test_a_monotone_value_misses_the_retry_and_the_error():
+    gt = retry_progress()
+    time_only = np.linspace(-1, 1, gt.size)
+    row = episode_metrics(EpisodeCurve("e", time_only, gt, None, True, ("retry",)), EventSettings())
+    assert row["voc"] == 1.0, "VOC cannot see the retry"
+    assert row["retry_voc"] == -1.0 and row["errors_detected"] == 0
+
+
+def test_hesitation_rmse_compares_shapes_in_progress_units():
+    gt = np.concatenate([np.linspace(0, 0.4, 40), np.full(30, 0.4), np.linspace(0.4, 1, 40)])
+    same_shape = 0.5 * gt - 0.7  # other units, same shape
+    rising = np.linspace(0, 1, gt.size)
+    settings = EventSettings()
+    assert (
+        episode_metrics(EpisodeCurve("a", same_shape, gt, None, True, ("hesitation",)), settings)["hes_rmse"]
+        < 1e-9
+    )
+    assert (
+        episode_metrics(EpisodeCurve("b", rising, gt, None, True, ("hesitation",)), settings)["hes_rmse"]
+        > 0.05
+    )
+
+
+def test_an_error_is_the_fall_from_peak_to_trough():
+    gt = retry_progress()
+    assert error_falls(gt, EventSettings()) == [(49, 65)]
+
+
+def test_kinds_are_inferred_from_outcome_and_ground_truth():
+    settings = EventSettings()
+    assert infer_kinds(retry_progress(), True, settings) == ("retry",)
+    assert infer_kinds(np.linspace(0, 1, 50), True, settings) == ("expert",)
+    assert infer_kinds(np.linspace(0, 0.5, 50), False, settings) == ("failure",)
+
+
+def test_report_is_written_with_table_json_and_plot(tmp_path):
+    rng = np.random.default_rng(0)
+    gt = retry_progress()
+    curves = [
+        EpisodeCurve(f"ep{i}", 2 * gt - 1 + rng.normal(0, 0.05, gt.size), gt, None, True, ("retry",))
+        for i in range(3)
+    ] + [EpisodeCurve("nogt", rng.normal(size=40), None, None, None)]
+    report = evaluate_curves(curves, tmp_path, name="noisy")
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["summary"]["noisy"]["episodes"] == 4 and len(saved["episodes"]) == 4
+    assert "ground truth (reference)" in saved["summary"]
+    assert (tmp_path / "value_curves.png").stat().st_size > 1000
+    assert "| noisy |" in (tmp_path / "metrics.md").read_text()
+    assert report["summary"]["noisy"]["retry_voc"] > 0.5
+
+
+def test_summary_pools_event_rates_and_marks_missing_metrics():
+    rows = [
+        {"voc": 1.0, "pearson": np.nan, "spearman": np.nan, "hes_rmse": np.nan, "retry_voc": np.nan,
+         "milestones": 3, "milestones_detected": 3, "errors": 0, "errors_detected": 0, "kinds": ["expert"]},
+        {"voc": 0.0, "pearson": np.nan, "spearman": np.nan, "hes_rmse": np.nan, "retry_voc": np.nan,
+         "milestones": 1, "milestones_detected": 0, "errors": 0, "errors_detected": 0, "kinds": ["expert"]},
+    ]  # fmt: skip
+    summary = summarise(rows)
+    assert summary["milestone_rate"] == 0.75 and summary["voc"] == 0.5 and np.isnan(summary["error_rate"])
+    assert "n/a" in markdown_table({"m": summary})

@@ -1,0 +1,248 @@
+"""Value-model evaluation on predicted curves (pure numpy + matplotlib): per-episode metrics, a table, plots.
+
+Input is one ``EpisodeCurve`` per episode: predicted values (model range [-1, 1]) and, where the data has it,
+ground-truth progress in [0, 1] and stage indices. Which metrics an episode enters depends on its kinds:
+
+- VOC: successful episodes (time order is the true order only when the task was done);
+- Pearson / Spearman against ground-truth progress: every episode with ground truth;
+- Hesitation-RMSE: ``hesitation`` episodes; Retry-VOC: ``retry`` episodes (windows where ground truth falls);
+- milestone detection: stage completions (``metrics.stage_completions``); error detection: ground-truth falls of at
+  least ``EventSettings.drop_delta`` (``metrics.progress_drops``). Rates are pooled over all events of all episodes.
+
+Units. RECAP value targets are steps-to-go, not progress: the two differ by an affine map that depends on episode
+length and outcome. Magnitude metrics (Hesitation-RMSE, event detection) therefore compare shapes: each predicted
+curve is min-max normalised onto [0, 1] within its episode before it meets ground-truth progress (already in
+[0, 1]). Correlations are affine-invariant and use the raw prediction. A reference row computed with the ground
+truth itself as the prediction shows what the event thresholds allow at best.
+
+Kinds come from the data source when it knows them (the simulator's expert records which knobs fired); otherwise
+``infer_kinds`` derives ``failure``/``retry``/``expert`` from the outcome and the ground-truth shape. Hesitation is
+not inferred: the expert's own motion has plateaus as long as its pauses, so a plateau does not mark one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from valuemodel import metrics
+from valuemodel.plots import ValueCurve, plot_value_curves
+
+EPISODE_KINDS = ("expert", "hesitation", "retry", "failure")
+SUMMARY_COLUMNS = {
+    "voc": "VOC",
+    "pearson": "Pearson",
+    "spearman": "Spearman",
+    "hes_rmse": "Hes-RMSE",
+    "retry_voc": "Retry-VOC",
+    "milestone_rate": "MDR",
+    "error_rate": "ErrDR",
+}
+
+
+@dataclass
+class EventSettings:
+    """Thresholds of the event metrics, in progress units ([0, 1]) and frames."""
+
+    milestone_window: int = 5
+    """Frames averaged on each side of a milestone / error onset."""
+    milestone_delta: float = 0.05
+    """Rise of the normalised prediction across a milestone that counts as detecting it."""
+    error_delta: float = 0.05
+    """Fall of the normalised prediction after an error onset that counts as detecting it."""
+    drop_delta: float = 0.05
+    """Ground-truth fall (within ``drop_window`` frames) that makes an error onset."""
+    drop_window: int = 15
+    retry_min_length: int = 3
+    """Shortest falling ground-truth run that makes a Retry-VOC window / a retry."""
+
+
+@dataclass
+class EpisodeCurve:
+    """One evaluated episode."""
+
+    episode_id: str
+    pred: np.ndarray
+    """(T,) predicted values in the model range [-1, 1]."""
+    progress: np.ndarray | None = None
+    """(T,) ground-truth progress in [0, 1]; None when the source has none."""
+    stage: np.ndarray | None = None
+    """(T,) ground-truth stage index (completed stages); None when unknown."""
+    success: bool | None = None
+    kinds: tuple[str, ...] = ()
+    """Subset of EPISODE_KINDS; empty: inferred by ``infer_kinds``."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def infer_kinds(
+    progress: np.ndarray | None, success: bool | None, settings: EventSettings
+) -> tuple[str, ...]:
+    """failure / retry / expert from the outcome and the ground truth's shape (hesitation needs tags)."""
+    if success is False:
+        return ("failure",)
+    if progress is not None and metrics.decreasing_windows(progress, settings.retry_min_length, tol=1e-3):
+        return ("retry",)
+    return ("expert",) if success else ()
+
+
+def error_falls(progress: np.ndarray, settings: EventSettings) -> list[tuple[int, int]]:
+    """(peak, trough) frames of every ground-truth fall found by ``metrics.progress_drops``.
+
+    ``progress_drops`` fires at the first frame whose value exceeds a later one by ``drop_delta``; on a curve still
+    rising into the fall that frame lies before the peak, and a fall longer than ``drop_window`` fires again
+    part-way down (the same error). Each onset is therefore moved to the peak, mid-fall onsets are dropped, and
+    the trough is where the fall ends.
+    """
+    g = np.asarray(progress, dtype=np.float64)
+    falls = []
+    for onset in metrics.progress_drops(g, settings.drop_delta, settings.drop_window):
+        peak = int(onset)
+        while peak + 1 < g.size and g[peak + 1] >= g[peak]:
+            peak += 1
+        if peak > 0 and g[peak - 1] > g[peak]:
+            continue
+        trough = peak
+        while trough + 1 < g.size and g[trough + 1] <= g[trough]:
+            trough += 1
+        if g[peak] - g[trough] >= settings.drop_delta:
+            falls.append((peak, trough))
+    return falls
+
+
+def detected_falls(shape: np.ndarray, falls: list[tuple[int, int]], settings: EventSettings) -> int:
+    """Falls over which the normalised prediction drops by >= ``error_delta``: its mean over the ``milestone_window``
+    frames up to the peak against its mean over as many frames centred on the trough.
+
+    ``metrics.error_detection_rate`` compares the windows either side of one frame, which suits a sudden fall but
+    not the simulator's undo of a stage, a steady fall over 10-15 frames that the ground truth itself does not pass.
+    """
+    w = settings.milestone_window
+    hits = 0
+    for peak, trough in falls:
+        before = shape[max(0, peak - w + 1) : peak + 1].mean()
+        after = shape[max(0, trough - w // 2) : trough + w // 2 + 1].mean()
+        hits += int(before - after >= settings.error_delta)
+    return hits
+
+
+def normalise_curve(values: np.ndarray) -> np.ndarray:
+    """Min-max onto [0, 1] within the episode; a flat curve maps to 0.5 (it carries no shape)."""
+    v = np.asarray(values, dtype=np.float64)
+    span = np.ptp(v)
+    return np.full_like(v, 0.5) if span == 0 else (v - v.min()) / span
+
+
+def episode_metrics(curve: EpisodeCurve, settings: EventSettings) -> dict[str, Any]:
+    kinds = curve.kinds or infer_kinds(curve.progress, curve.success, settings)
+    pred = np.asarray(curve.pred, dtype=np.float64)
+    shape = normalise_curve(pred)
+    nan = float("nan")
+    out: dict[str, Any] = {"episode_id": curve.episode_id, "kinds": list(kinds), "length": int(pred.size)}
+    out["voc"] = metrics.voc(pred) if curve.success else nan
+    gt = curve.progress
+    has_gt = gt is not None and gt.shape == pred.shape and bool(np.isfinite(gt).all())
+    out["pearson"] = metrics.pearson(pred, gt) if has_gt else nan
+    out["spearman"] = metrics.spearman(pred, gt) if has_gt else nan
+    out["hes_rmse"] = metrics.hesitation_rmse(shape, gt) if has_gt and "hesitation" in kinds else nan
+    out["retry_voc"] = (
+        metrics.retry_voc(pred, gt, settings.retry_min_length) if has_gt and "retry" in kinds else nan
+    )
+    milestones = np.zeros(0, dtype=np.int64)
+    if curve.stage is not None and np.all(np.asarray(curve.stage) >= 0):
+        milestones = metrics.stage_completions(curve.stage)
+    falls = error_falls(gt, settings) if has_gt else []
+    window = settings.milestone_window
+    mdr = metrics.milestone_detection_rate(shape, milestones, window, settings.milestone_delta)
+    out["milestones"], out["milestones_detected"] = (
+        int(milestones.size),
+        int(round(np.nan_to_num(mdr) * milestones.size)),
+    )
+    out["errors"], out["errors_detected"] = len(falls), detected_falls(shape, falls, settings)
+    return out
+
+
+def _mean(rows: Sequence[dict[str, Any]], key: str) -> float:
+    values = [r[key] for r in rows if np.isfinite(r[key])]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Averages over the episodes each metric applies to; detection rates pooled over events."""
+    summary = {key: _mean(rows, key) for key in ("voc", "pearson", "spearman", "hes_rmse", "retry_voc")}
+    for name, total, hit in (("milestone_rate", "milestones", "milestones_detected"),
+                             ("error_rate", "errors", "errors_detected")):  # fmt: skip
+        events = sum(r[total] for r in rows)
+        summary[name] = sum(r[hit] for r in rows) / events if events else float("nan")
+        summary[total] = float(events)
+    summary["episodes"] = float(len(rows))
+    for kind in EPISODE_KINDS:
+        summary[f"episodes_{kind}"] = float(sum(kind in r["kinds"] for r in rows))
+    return summary
+
+
+def markdown_table(summaries: dict[str, dict[str, float]]) -> str:
+    """One row per model; lower is better only for Hes-RMSE."""
+    header = "| model | " + " | ".join(SUMMARY_COLUMNS.values()) + " | episodes |"
+    lines = [header, "|" + "---|" * (len(SUMMARY_COLUMNS) + 2)]
+    for name, s in summaries.items():
+        cells = ["n/a" if not np.isfinite(s[k]) else f"{s[k]:.2f}" for k in SUMMARY_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {int(s['episodes'])} |")
+    return "\n".join(lines)
+
+
+def reference_curves(curves: Sequence[EpisodeCurve]) -> list[EpisodeCurve]:
+    """The same episodes with ground-truth progress as the prediction (model range), for the reference row."""
+    return [
+        EpisodeCurve(c.episode_id, 2.0 * c.progress - 1.0, c.progress, c.stage, c.success, c.kinds)
+        for c in curves
+        if c.progress is not None and bool(np.isfinite(c.progress).all())
+    ]
+
+
+def plot_curves(
+    curves: Sequence[EpisodeCurve], path: str | Path, settings: EventSettings, limit: int = 12
+) -> Path:
+    """Normalised predictions with ground-truth progress overlaid; episodes of every kind come first."""
+    by_kind: dict[str, list[EpisodeCurve]] = {}
+    for c in curves:
+        by_kind.setdefault(
+            (c.kinds or infer_kinds(c.progress, c.success, settings) or ("unknown",))[0], []
+        ).append(c)
+    ordered: list[EpisodeCurve] = []
+    while len(ordered) < min(limit, len(curves)):
+        for group in by_kind.values():
+            if group and len(ordered) < limit:
+                ordered.append(group.pop(0))
+    panels = [
+        ValueCurve(normalise_curve(c.pred), c.progress, f"{c.episode_id[-8:]} {'+'.join(c.kinds) or '?'}")
+        for c in ordered
+    ]
+    return plot_value_curves(panels, path, columns=4, ylabel="value (normalised) / progress")
+
+
+def evaluate_curves(
+    curves: Sequence[EpisodeCurve], out_dir: str | Path, *, name: str = "model",
+    settings: EventSettings | None = None, plot_limit: int = 12,
+) -> dict[str, Any]:  # fmt: skip
+    """Metrics of every episode and their summary; writes metrics.json, metrics.md and value_curves.png."""
+    settings = settings or EventSettings()
+    if not curves:
+        raise ValueError("no episodes to evaluate")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [episode_metrics(c, settings) for c in curves]
+    summaries = {name: summarise(rows)}
+    reference = reference_curves(curves)
+    if reference:
+        summaries["ground truth (reference)"] = summarise([episode_metrics(c, settings) for c in reference])
+    table = markdown_table(summaries)
+    report = {"model": name, "settings": asdict(settings), "summary": summaries, "episodes": rows}
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
+    (out_dir / "metrics.md").write_text(f"# Value model evaluation: {name}\n\n{table}\n")
+    plot = plot_curves(curves, out_dir / "value_curves.png", settings, plot_limit)
+    return {**report, "table": table, "plot": str(plot)}
