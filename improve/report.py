@@ -45,8 +45,9 @@ def progress_bar(console: Console, description: str, total: int) -> Iterator[Cal
 def round_table(state: RunState) -> Table:
     """One row per finished round: the numbers a lab reads in the morning (stage times: ``stage_table``)."""
     table = Table(title=f"vivarl run {state.run_name}")
-    columns = ("round", "eval\nsuccess", "collect\nsuccess", "succ/h\n(eval)", "mean\nlength", "interv.\nrate",
-               "pos.\nfrac", "policy", "value\nVOC", "wall\nmin")
+    # Short headers keep the table whole in an 80-column log; the README explains each column.
+    columns = ("round", "eval\nsucc", "coll\nsucc", "succ/h\neval", "mean\nlen", "interv\nrate",
+               "pos\nfrac", "policy", "value\nVOC", "wall\nmin")
     for column in columns:
         table.add_column(column, justify="right")
     for key in sorted(state.rounds, key=int):
@@ -63,7 +64,7 @@ def round_table(state: RunState) -> Table:
             f"{m.get('eval/mean_length', 0):.0f}",
             _pct(m.get("collect/intervention_rate")),
             _pct(m.get("labels/positive_fraction")),
-            str(outputs.get("deployed", "-")),
+            str(outputs.get("policy_version", "-")),
             f"{m['value/voc']:.2f}" if m.get("value/voc") == m.get("value/voc") and "value/voc" in m else "-",
             f"{sum(seconds.values()) / 60:.1f}",
         )
