@@ -47,7 +47,7 @@ class LoopConfig:
     # Improvement rounds after round 0 (the run stops earlier if the budget runs out).
     rounds: int = 2
     # Round 0: demonstrations recorded by the arms' demonstrators (the scripted expert in simulation).
-    demo_episodes: int = 20
+    demo_episodes: int = 30
     # Each improvement round: policy rollouts with human (or scripted) corrections.
     episodes_per_round: int = 10
     # Each round ends with this many evaluation episodes: indicator positive, no interventions.

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from learners.advantage import awr_weights, filter_nonnegative, filter_top_fraction, wvm_delta
-from policy.base import Normalizer, PolicyInputs, PolicyTargets, images_to_float
+from policy.base import Normalizer, PolicyInputs, PolicyTargets, images_to_float, relative_to_state
 from policy.conditioning import DROPPED, drop_indicators, indicator_tokens
 from policy.config import PolicyConfig
 from replay import EpisodeRecord, FrameIndex, FrameKey, ReplayStore
@@ -64,6 +64,30 @@ def normalization_stats(records: list[EpisodeRecord]) -> dict[str, dict[str, np.
             raise ValueError("no episodes to compute normalisation statistics from")
         out[column] = merged.normalization()
     return out
+
+
+def chunk_action_stats(
+    store: ReplayStore, records: list[EpisodeRecord], chunk_size: int, relative_dims: list[int]
+) -> dict[str, np.ndarray]:
+    """Mean/std (chunk_size, A) of the training targets per chunk step: a_{t+k}, minus state_t on
+    ``relative_dims``, over every frame of ``records`` (a chunk running past the episode's end repeats its last
+    action, as the training windows do)."""
+    total, total_sq, count = 0.0, 0.0, 0
+    for record in records:
+        columns = store.read_episode(record.meta.episode_id, ["state", "action"])
+        state, action = columns["state"].astype(np.float64), columns["action"].astype(np.float64)
+        length = len(action)
+        window = np.minimum(np.arange(length)[:, None] + np.arange(chunk_size)[None, :], length - 1)
+        targets = action[window]
+        targets[..., relative_dims] -= state[:, None, relative_dims]
+        total = total + targets.sum(0)
+        total_sq = total_sq + np.square(targets).sum(0)
+        count += length
+    if count == 0:
+        raise ValueError("no episodes to compute action statistics from")
+    mean = np.asarray(total) / count
+    std = np.sqrt(np.maximum(np.asarray(total_sq) / count - np.square(mean), 0.0))
+    return {"mean": mean.astype(np.float32), "std": np.maximum(std, 1e-6).astype(np.float32)}
 
 
 def frame_deltas(
@@ -178,8 +202,10 @@ class BatchConverter:
             indicator=self.indicators(batch),
             task=list(batch["task"]),
         )
+        actions = batch["action"]
+        actions = relative_to_state(actions, batch["state"], self.config.relative_action_dims)
         targets = PolicyTargets(
-            actions=self.normalizer.action(batch["action"]),
+            actions=self.normalizer.action(actions),
             valid=batch["action_valid"],
             weight=self.weights(batch),
         )

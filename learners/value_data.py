@@ -361,23 +361,53 @@ def predict_episode_values(
     """(length,) predicted values (model range) of every step of one episode, in batches of ``batch_size``.
 
     ``dataset`` yields frames (ViVa, static) or, for WVM, windows of prefix + chunk frames (``inference_offsets``);
-    WVM's overlapping chunks are averaged per step.
+    WVM's overlapping chunks are averaged per step (``predict_wvm_episode``).
     """
     config: ValueModelConfig = model.config
+    if config.kind == "wvm":
+        return predict_wvm_episode(model, adapter, dataset, episode_id, length, batch_size, frame_stride)
     parts = []
     for start in range(0, length, batch_size):
         keys = [(episode_id, step) for step in range(start, min(start + batch_size, length))]
         batch = adapter(dataset.__getitems__(keys), with_targets=False).to(model.device)
-        prediction = model.predict(batch)
-        chunk = prediction.value_chunk if config.kind == "wvm" else prediction.value
-        parts.append(chunk.float().cpu().numpy())
-    values = np.concatenate(parts)
-    if config.kind != "wvm":
-        return values.astype(np.float32)
-    chunk_offsets = window_offsets(config, frame_stride)[
-        config.prefix_frames : config.prefix_frames + config.chunk
-    ]
-    return merge_window_values(values, np.arange(length), chunk_offsets, length)
+        parts.append(model.predict(batch).value.float().cpu().numpy())
+    return np.concatenate(parts).astype(np.float32)
+
+
+def predict_wvm_episode(
+    model: Any, adapter: ValueBatchAdapter, dataset: Dataset, episode_id: str, length: int, batch_size: int,
+    frame_stride: int,
+) -> np.ndarray:  # fmt: skip
+    """WVM's sliding-window inference over one episode, with the prefix values taken from earlier windows.
+
+    The prefix values are the value stream's condition (in training the true values half the time), so a window
+    must get the values already predicted for its prefix frames, not noise: with noise the model copies it. The
+    latest prefix frame lies ``chunk * frame_stride`` steps before a window's present, so windows are run in
+    blocks of at most that many consecutive presents; every prefix step of a block was the present of a window in
+    an earlier block. The first block has no predictions yet: its windows get the model's random prefix, which
+    training prepared it for (prefix randomisation).
+    """
+    config: ValueModelConfig = model.config
+    offsets = window_offsets(config, frame_stride)
+    p, h = config.prefix_frames, config.chunk
+    prefix_offsets, chunk_offsets = offsets[:p], offsets[p : p + h]
+    block = max(1, min(batch_size, h * frame_stride)) if p > 0 else batch_size
+    total, count = np.zeros(length), np.zeros(length)
+    for start in range(0, length, block):
+        presents = np.arange(start, min(start + block, length))
+        batch = adapter(dataset.__getitems__([(episode_id, int(s)) for s in presents]), with_targets=False)
+        if p > 0 and start > 0:
+            prefix_steps = np.clip(presents[:, None] + prefix_offsets[None, :], 0, length - 1)
+            prefix = total[prefix_steps] / np.maximum(count[prefix_steps], 1.0)
+            window = np.zeros((len(presents), p + h), dtype=np.float32)
+            window[:, :p] = prefix
+            batch.value_window = torch.from_numpy(window)
+        chunks = model.predict(batch.to(model.device)).value_chunk.float().cpu().numpy()
+        steps = np.clip(presents[:, None] + chunk_offsets[None, :], 0, length - 1)
+        np.add.at(total, steps, chunks)
+        np.add.at(count, steps, 1.0)
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1.0), np.nan).astype(np.float32)
 
 
 def latent_encoder(model: Any) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None:

@@ -70,6 +70,16 @@ def weighted_mean(per_frame: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
     return (per_frame * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
+def relative_to_state(actions: torch.Tensor, state: torch.Tensor, dims: list[int], sign: float = -1.0):
+    """Chunks (B, H, A) with ``state[:, dims]`` (B, D) subtracted (sign -1: robot units -> offsets) or added back
+    (sign +1) on the action dimensions ``dims``; the others pass through."""
+    if not dims:
+        return actions
+    out = actions.clone()
+    out[..., dims] = actions[..., dims] + sign * state[:, None, dims]
+    return out
+
+
 def images_to_float(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, size, size) in [0, 1] (area-resized if needed)."""
     x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
@@ -79,7 +89,11 @@ def images_to_float(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class Normalizer:
-    """Mean/std normalisation of state and action, from the training data's statistics."""
+    """Mean/std normalisation of state and action, from the training data's statistics.
+
+    Action statistics are (A,) for absolute targets, or (H, A) per chunk step for relative actions (the offset
+    from the current pose grows with the step, so one scale per step keeps every step's error equally weighted).
+    """
 
     def __init__(self, stats: Mapping[str, Mapping[str, Any]]) -> None:
         def vec(column: str, key: str) -> torch.Tensor:

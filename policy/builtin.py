@@ -39,11 +39,24 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     return padded[index_b, index_c, rows, cols]
 
 
-class CameraEncoder(nn.Module):
-    """Four 3x3 conv layers (three stride-2) and a linear map of the flattened map: keeps *where* things are,
-    which placing and grasping need, at little cost for 64-96 px images."""
+class SpatialSoftmax(nn.Module):
+    """Each channel's softmax-weighted mean image coordinate, (B, C, H, W) -> (B, 2 C) in [-1, 1]: a keypoint
+    per channel, so an object's position reaches the head as numbers rather than as a pattern to decode."""
 
-    def __init__(self, image_size: int, channels: int, feature_dim: int) -> None:
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = features.shape
+        weights = features.flatten(2).softmax(-1).reshape(batch, channels, height, width)
+        ys = torch.linspace(-1.0, 1.0, height, device=features.device)
+        xs = torch.linspace(-1.0, 1.0, width, device=features.device)
+        return torch.cat([(weights.sum(-1) * ys).sum(-1), (weights.sum(-2) * xs).sum(-1)], dim=-1)
+
+
+class CameraEncoder(nn.Module):
+    """Four 3x3 conv layers (three stride-2), then a linear map of the flattened map, with spatial-softmax
+    keypoints beside it (``keypoints``): both keep *where* things are, which placing and grasping need, at
+    little cost for 64-96 px images."""
+
+    def __init__(self, image_size: int, channels: int, feature_dim: int, keypoints: bool = False) -> None:
         super().__init__()
         wide = 2 * channels
 
@@ -54,12 +67,19 @@ class CameraEncoder(nn.Module):
             *block(3, channels, 2), *block(channels, wide, 2), *block(wide, wide, 2), *block(wide, wide, 1)
         )
         side = math.ceil(math.ceil(math.ceil(image_size / 2) / 2) / 2)
+        self.keypoints = SpatialSoftmax() if keypoints else None
+        extra = 2 * wide if keypoints else 0
+        # Flatten is a no-op on the concatenated features; it keeps the parameter names of older checkpoints.
         self.project = nn.Sequential(
-            nn.Flatten(), nn.Linear(wide * side * side, feature_dim), nn.LayerNorm(feature_dim)
+            nn.Flatten(), nn.Linear(wide * side * side + extra, feature_dim), nn.LayerNorm(feature_dim)
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.project(self.convs(images * 2.0 - 1.0))
+        features = self.convs(images * 2.0 - 1.0)
+        parts = [features.flatten(1)]
+        if self.keypoints is not None:
+            parts.append(self.keypoints(features))
+        return self.project(torch.cat(parts, dim=-1))
 
 
 def time_embedding(tau: torch.Tensor, dim: int) -> torch.Tensor:
@@ -88,7 +108,10 @@ class BuiltinPolicyModel(PolicyModel):
         super().__init__(config)
         c = config
         self.encoders = nn.ModuleDict(
-            {cam: CameraEncoder(c.image_size, c.encoder_channels, c.feature_dim) for cam in c.cameras}
+            {
+                cam: CameraEncoder(c.image_size, c.encoder_channels, c.feature_dim, c.encoder_keypoints)
+                for cam in c.cameras
+            }
         )
         self.state_mlp = mlp([c.state_dim, c.feature_dim, c.feature_dim])
         self.indicator_embedding = nn.Embedding(NUM_INDICATOR_TOKENS, c.feature_dim)

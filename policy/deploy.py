@@ -110,5 +110,12 @@ class Policy:
         """(B, H, A) absolute action chunks in robot units."""
         inputs = self.inputs(observations, token)
         beta = self.config.cfg_beta if self.config.advantage_conditioned else 1.0
-        chunk = self.model.predict_chunk(inputs, cfg_beta=beta, generator=self._generator)
-        return self.normalizer.unaction(chunk.cpu()).numpy()
+        chunk = self.normalizer.unaction(
+            self.model.predict_chunk(inputs, cfg_beta=beta, generator=self._generator).cpu()
+        ).numpy()
+        dims = self.config.relative_action_dims
+        if dims:
+            # Offsets from the state measured with this observation, back to the absolute targets the robot takes.
+            state = np.stack([o.state for o in observations]).astype(np.float32)
+            chunk[..., dims] += state[:, None, dims]
+        return chunk

@@ -41,7 +41,9 @@ class ExpertConfig:
 class SimBoxConfig:
     """MuJoCo box assembly: put the item in the box, fold both flaps, close the lid."""
 
-    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
+    # The top view shows the item wherever it starts (in the front view it can sit half out of frame), which the
+    # built-in policy needs to localise its grasp; the value models use front and wrist.
+    cameras: list[str] = field(default_factory=lambda: ["front", "top", "wrist"])
     image_height: int = 64
     image_width: int = 64
     control_hz: float = 10.0

@@ -45,13 +45,28 @@ def write_section(path: Path, body: str) -> None:
     path.write_text(text)
 
 
+def describe(config: PolicyConfig) -> str:
+    relative = ", ".join(str(i) for i in config.relative_action_dims) or "none"
+    return (
+        f"{config.head} head, cameras {'+'.join(config.cameras)} {config.image_size}x{config.image_size}, "
+        f"chunk {config.chunk_size} with {config.execute_steps} executed, "
+        f"action dims relative to the measured pose: {relative}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=80, help="expert episodes to train on")
     parser.add_argument(
         "--eval-episodes", type=int, default=50, help="simulator episodes per evaluated policy"
     )
-    parser.add_argument("--steps", type=int, default=2500, help="gradient steps per policy")
+    parser.add_argument(
+        "--clean-episodes",
+        type=int,
+        default=40,
+        help="also train plain BC on this many knob-free expert episodes, as round 0 of the loop does (0: skip)",
+    )
+    parser.add_argument("--steps", type=int, default=2000, help="gradient steps per policy")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--horizon", type=int, default=50, help="N of the N-step advantage")
     parser.add_argument("--cfg-beta", type=float, default=0.0, help="also evaluate RECAP+ with this CFG beta")
@@ -62,7 +77,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.monotonic()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vivarl-results-policy-"))
-    sim_config = SimBoxConfig(cameras=["front", "wrist"], image_height=64, image_width=64, max_steps=400)
+    # The built-in policy's defaults (cameras, action head, relative actions, encoder) are what is measured.
+    policy_config = PolicyConfig()
+    sim_config = SimBoxConfig(
+        cameras=list(policy_config.cameras), image_height=64, image_width=64, max_steps=400
+    )
     store_url = str(workdir / "store")
 
     store = open_sim_store(store_url, sim_config)
@@ -75,20 +94,32 @@ def main() -> None:
     data_success = np.mean([r.meta.outcome.value == "success" for r in store.records().values()])
     label_store(store, LabellingConfig(run="progress-n50", horizon=args.horizon), log=print)
 
-    policy_config = PolicyConfig(cameras=["front", "wrist"], image_size=64, chunk_size=10, execute_steps=5)
     methods = {"bc": None, "recap": "progress-n50", "filtered_bc": "progress-n50", "awr": "progress-n50"}
+    stores = dict.fromkeys(methods, store_url)
+    if args.clean_episodes:
+        # Round 0 of the loop learns from knob-free demonstrations: the baseline every later round improves on.
+        clean_url = str(workdir / "clean-store")
+        clean = open_sim_store(clean_url, sim_config)
+        if not clean.episode_ids():
+            first = EVAL_SEED_OFFSET // 2
+            record_expert_episodes(
+                clean, sim_config, ExpertConfig(), range(first, first + args.clean_episodes)
+            )
+        methods["clean_bc"], stores["clean_bc"] = None, clean_url
     checkpoints = {}
+    learning_rate = 0.0
     for extraction, run in methods.items():
         config = PolicyLearnerConfig(
-            store_url=store_url,
+            store_url=stores[extraction],
             checkpoint_dir=str(workdir / f"policy-{extraction}"),
             policy=policy_config,
-            extraction=extraction,
+            extraction="bc" if extraction == "clean_bc" else extraction,
             labelling_run=run,
             steps=args.steps,
             batch_size=args.batch_size,
             log_every=500,
         )
+        learning_rate = config.learning_rate
         result = PolicyLearner(config).train_round(0)
         checkpoints[extraction] = result.checkpoint
         print(
@@ -102,6 +133,8 @@ def main() -> None:
         ("filtered BC (Delta >= 0)", "filtered_bc", {}),
         ("AWR (tau 1, cap 2)", "awr", {}),
     ]
+    if args.clean_episodes:
+        evaluations.insert(0, (f"plain BC on {args.clean_episodes} knob-free demonstrations", "clean_bc", {}))
     if args.cfg_beta:
         evaluations.append(
             (f"RECAP positive, CFG beta {args.cfg_beta}", "recap", {"cfg_beta": args.cfg_beta})
@@ -117,11 +150,12 @@ def main() -> None:
     lines = [
         "## Policy extraction",
         "",
-        f"Same {args.episodes} scripted-expert episodes for every method ({data_success:.0%} successful; knobs: "
+        f"Same {args.episodes} scripted-expert episodes for every method but the knob-free row "
+        f"({data_success:.0%} successful; knobs: "
         f"action_noise {EXPERT_KNOBS.action_noise}, hesitation {EXPERT_KNOBS.hesitation_prob}, "
         f"retry {EXPERT_KNOBS.retry_prob}, drop {EXPERT_KNOBS.drop_prob}, stall {EXPERT_KNOBS.stall_prob}); "
-        f"built-in policy (flow head, 2 cameras 64x64, chunk 10, 5 executed), {args.steps} steps of batch "
-        f"{args.batch_size} each; evaluated on {args.eval_episodes} unseen simulator seeds.",
+        f"built-in policy ({describe(policy_config)}), {args.steps} steps of batch {args.batch_size} each at "
+        f"learning rate {learning_rate:g}; evaluated on {args.eval_episodes} unseen simulator seeds.",
         f"Advantages: RECAP N={args.horizon}, values from ground-truth progress (progress-binned mean return; "
         "not a learned value model), 30% of frames positive. Filtered BC and AWR use the same advantage as Delta.",
         f"Run on {os.cpu_count()} CPU cores, {args.threads} torch thread(s), {minutes:.1f} min in all.",

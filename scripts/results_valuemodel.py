@@ -84,9 +84,11 @@ def main() -> int:
     parser.add_argument("--train-episodes", type=int, default=32)
     parser.add_argument("--eval-episodes", type=int, default=12)
     parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate of ViVa and WVM")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a shared machine)")
     parser.add_argument("--work", default="/tmp/vivarl_value_results")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     started = time.monotonic()
@@ -105,7 +107,7 @@ def main() -> int:
         learner_config = ValueLearnerConfig(
             store_url=str(work / "train"), checkpoint_root=str(work / "ckpt" / model_config.kind),
             steps=args.steps if model_config.kind != "static" else 2 * args.steps, batch_size=32,
-            learning_rate=3e-4 if model_config.kind != "static" else 1e-3, task_names=[TASK], time_limit=400,
+            learning_rate=args.lr if model_config.kind != "static" else 1e-3, task_names=[TASK], time_limit=400,
             checkpoint_every=0, log_every=100, device="cpu",
         )  # fmt: skip
         learner = ValueLearner(learner_config, model_config)
@@ -131,8 +133,10 @@ def main() -> int:
         f"Tiny models (random-init Wan backbones, 64x64, CPU) trained by `learners.value_learner` on {len(train_kinds)} "
         f"simulated scripted-expert episodes (hesitation 0.3, retry 0.3, drop 0.1, stall 0.03 per stage/episode) and "
         f"evaluated on {len(eval_kinds)} held-out episodes ({counts}) with `vivarl-eval-value` "
-        f"(`scripts/results_valuemodel.py`, {args.steps} steps ViVa/WVM, {2 * args.steps} static; total "
-        f"{(time.monotonic() - started) / 60:.1f} min on 2 CPU cores).",
+        f"(`scripts/results_valuemodel.py --train-episodes {args.train_episodes} --eval-episodes "
+        f"{args.eval_episodes} --steps {args.steps} --lr {args.lr:g} --threads {args.threads}`: {args.steps} steps "
+        f"ViVa/WVM at peak lr {args.lr:g}, {2 * args.steps} static at 1e-3, batch 32; total "
+        f"{(time.monotonic() - started) / 60:.1f} min on a shared 2-core CPU).",
         "",
         markdown_table(ordered),
         "",

@@ -5,7 +5,7 @@ the present: the proprioception ``horizon`` control steps ahead and the value of
 decoding in ``valuemodel.latents``). Training is flow matching on those two target frames only,
 L = future_state_weight * L_future_state + value_weight * L_value (0.5 and 1.0 in the paper); condition frames are
 fed clean with timestep 0, as Wan2.2 TI2V treats its conditioning frame. Inference runs ``num_inference_steps``
-Euler steps (1 by default) from seeded noise and decodes the two frames.
+Euler steps (1 by default) from seeded noise, the same draw for every sample, and decodes the two frames.
 """
 
 from __future__ import annotations
@@ -134,8 +134,12 @@ class ViVaModel(ValueModelBase):
         clean = self.clean_latents(batch, with_targets=False)
         if generator is None:
             generator = torch.Generator().manual_seed(self.config.inference_seed)
-        noise = torch.randn(clean.shape, generator=generator).to(clean.device)
         batch_size = clean.shape[0]
+        # One noise draw shared by every row: drawn per row, a frame's value would depend on its position in the
+        # inference batch (episode curves then repeat with the batch size), and any residual of the one-step
+        # denoise is a constant offset across frames instead of frame-to-frame jitter.
+        noise = torch.randn((1, *clean.shape[1:]), generator=generator).to(clean.device)
+        noise = noise.expand_as(clean)
         latents = noisy_latents(clean, noise, torch.ones(batch_size, device=clean.device), self.target_mask)
         mask = self.target_mask.reshape(1, 1, -1, 1, 1)
         sigmas = inference_sigmas(num_steps or self.config.num_inference_steps, self.config.shift)

@@ -284,13 +284,16 @@ class WorldValueModel(ValueModelBase):
         b, device = clean.shape[0], clean.device
         if generator is None:
             generator = torch.Generator().manual_seed(cfg.inference_seed)
+        # Every random draw (prefix, video noise, value noise) is shared by all rows: drawn per row, a window's
+        # values would depend on its position in the inference batch, and episode curves repeat with its size.
         if batch.value_window is not None:
             prefix = batch.value_window[:, :p].to(device, torch.float32)
         else:
-            prefix = (torch.rand(b, p, generator=generator) * 2 - 1).to(device)
-        video = noisy_latents(clean, torch.randn(clean.shape, generator=generator).to(device),
-                              torch.ones(b, device=device), self.video_target_mask)  # fmt: skip
-        values = torch.cat([prefix, torch.randn(b, h, generator=generator).to(device)], dim=1)
+            prefix = (torch.rand(1, p, generator=generator) * 2 - 1).to(device).expand(b, -1)
+        video_noise = torch.randn((1, *clean.shape[1:]), generator=generator).to(device).expand_as(clean)
+        video = noisy_latents(clean, video_noise, torch.ones(b, device=device), self.video_target_mask)
+        value_noise = torch.randn(1, h, generator=generator).to(device).expand(b, -1)
+        values = torch.cat([prefix, value_noise], dim=1)
         video_mask = self.video_target_mask.reshape(1, 1, -1, 1, 1)
         value_mask = self.value_target_mask.reshape(1, -1)
         sigmas = inference_sigmas(num_steps or cfg.num_inference_steps, cfg.shift)

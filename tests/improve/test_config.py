@@ -27,7 +27,7 @@ def test_default_is_two_simulated_arms_named_by_their_keys():
     for name, robot in cfg.robots.items():
         assert isinstance(robot, RobotConfig)
         assert robot.type == "sim_box" and robot.name == name
-        assert robot.sim_box.cameras == ["front", "wrist"]
+        assert robot.sim_box.cameras == ["front", "top", "wrist"]
         assert robot.resource == f"robot:{name}"
 
 

@@ -23,7 +23,7 @@ def test_a_good_config_passes():
         (["valuemodel.pretrained_dir=/nonexistent/wan"], "valuemodel.pretrained_dir points to"),
         (["loop.demo_episodes=0"], "loop.demo_episodes must be at least 1"),
         (["robot@robots.sim1=so101"], r"arms \['sim1'\] are not simulated: set loop.outcome_source=operator"),
-        (["valuemodel.cameras=[front,top,wrist]"], r"valuemodel.cameras wants \['top'\]"),
+        (["valuemodel.cameras=[front,ceiling,wrist]"], r"valuemodel.cameras wants \[.ceiling.\]"),
         (["value_learner.store_url=/elsewhere"], "must be the run's store_url"),
     ],
 )

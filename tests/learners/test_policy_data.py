@@ -27,7 +27,13 @@ def replay_batch(size: int, seed: int = 0) -> dict:
 
 def converter(extraction: str, **kwargs) -> BatchConverter:
     config = PolicyConfig(
-        cameras=["front"], image_size=16, state_dim=2, action_dim=1, chunk_size=3, execute_steps=1
+        cameras=["front"],
+        image_size=16,
+        state_dim=2,
+        action_dim=1,
+        chunk_size=3,
+        execute_steps=1,
+        relative_action_dims=[],
     )
     stats = {"state": {"mean": [1.0, 0.0], "std": [2.0, 1.0]}, "action": {"mean": [0.0], "std": [1.0]}}
     return BatchConverter(config, Normalizer(stats), extraction, **kwargs)
@@ -74,3 +80,25 @@ def test_filtered_bc_keeps_nonnegative_or_top_fraction_per_task():
         "a": 1.0,
         "b": 1.0,
     }
+
+
+def test_relative_action_dims_are_offsets_from_the_state_at_the_frame():
+    config = PolicyConfig(
+        cameras=["front"],
+        image_size=16,
+        state_dim=2,
+        action_dim=2,
+        chunk_size=3,
+        execute_steps=1,
+        relative_action_dims=[1],
+    )
+    stats = {
+        "state": {"mean": [0.0, 0.0], "std": [1.0, 1.0]},
+        "action": {"mean": [0.0, 0.5], "std": [1.0, 2.0]},
+    }
+    batch = replay_batch(4)
+    batch["action"] = torch.randn(4, 3, 2)
+    _, targets = BatchConverter(config, Normalizer(stats), "bc")(batch)
+    torch.testing.assert_close(targets.actions[..., 0], batch["action"][..., 0])
+    expected = (batch["action"][..., 1] - batch["state"][:, None, 1] - 0.5) / 2.0
+    torch.testing.assert_close(targets.actions[..., 1], expected)

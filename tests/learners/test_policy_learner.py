@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from actors.episode import run_episode
+from learners.policy_data import chunk_action_stats
 from learners.policy_labels import LabellingConfig, label_store
 from learners.policy_learner import PolicyLearner, PolicyLearnerConfig, cosine_learning_rate
 from learners.policy_sim_data import open_sim_store, record_expert_episodes
 from policy import PolicyConfig, load_policy, read_meta
+from replay import ReplayStore
 from robot_io.config import ExpertConfig, SimBoxConfig
 
 SIM = SimBoxConfig(cameras=["front", "wrist"], image_height=32, image_width=32, max_steps=40)
@@ -111,3 +114,20 @@ def test_restart_recipe_starts_every_round_from_the_base_checkpoint(labelled_sto
     for round_index in (0, 1):
         meta = read_meta(learner.train_round(round_index).checkpoint)
         assert meta["started_from"] == str(base_folder) and meta["round"] == round_index
+
+
+def test_chunk_action_stats_are_per_chunk_step_and_relative_where_asked(labelled_store):
+    store = ReplayStore.open(labelled_store)
+    records = list(store.records().values())
+    stats = chunk_action_stats(store, records, chunk_size=3, relative_dims=[0, 1, 2])
+    assert stats["mean"].shape == (3, 5) and stats["std"].shape == (3, 5)
+    targets = []
+    for record in records:
+        columns = store.read_episode(record.meta.episode_id, ["state", "action"])
+        state, action = columns["state"], columns["action"]
+        for t in range(len(action)):
+            window = action[np.minimum(np.arange(t, t + 3), len(action) - 1)].copy()
+            window[:, :3] -= state[t, :3]
+            targets.append(window)
+    np.testing.assert_allclose(stats["mean"], np.mean(targets, 0), atol=1e-5)
+    np.testing.assert_allclose(stats["std"], np.std(targets, 0), atol=1e-5)

@@ -91,3 +91,44 @@ def test_overlapping_chunks_average_per_step():
     chunks = np.array([[1.0, 2.0], [3.0, 4.0]])
     merged = merge_window_values(chunks, np.array([1, 2]), np.array([-1, 0]), 3)
     assert merged.tolist() == [1.0, 2.5, 4.0]
+
+
+def test_wvm_episode_inference_feeds_earlier_predictions_as_prefix(store):
+    # The prefix values are WVM's strongest condition; episode inference used to give every window U(-1, 1) noise
+    # instead (the model then copies noise), although earlier windows had already predicted those steps.
+    from learners.value_data import frame_dataset, predict_episode_values
+    from valuemodel.interface import ValuePrediction
+
+    config = ValueModelConfig.preset("tiny", "wvm", horizon=5, image_height=32, image_width=32, chunk=2)
+    stride = 2
+    stats = stats_of(store, config)
+
+    class EchoWVM:
+        """Predicts each step's own index for its chunk; records the prefixes it was given."""
+
+        def __init__(self):
+            self.config, self.device, self.prefixes = config, torch.device("cpu"), []
+
+        def predict(self, batch):
+            steps = batch.video_latents["front"][:, :, 0, 0, 0]
+            self.prefixes.append((steps[:, :1], batch.value_window))
+            return ValuePrediction(value=steps[:, -1], value_chunk=steps[:, 1:].clone())
+
+    def step_latents(keys, batch, flatten):
+        # Each frame's latent holds its own step index, so the echo model can read steps back.
+        steps = torch.tensor([float(k[1]) for k in keys]).reshape(-1, 1, 1, 1)
+        return {c: steps.expand(-1, 1, 4, 4) for c in config.cameras}, True
+
+    adapter = ValueBatchAdapter(config, stats)
+    adapter._frames = step_latents
+    dataset = frame_dataset(store, config, stats, cached=True, training=False)
+    episode = store.episode_ids()[0]
+    length = store.record(episode).meta.length
+    model = EchoWVM()
+    values = predict_episode_values(model, adapter, dataset, episode, length, 64, stride)
+    np.testing.assert_allclose(values, np.arange(length))
+    given = [(steps, prefix) for steps, prefix in model.prefixes if prefix is not None]
+    assert given, "windows after the first must get their prefix from earlier predictions"
+    for steps, prefix in given:
+        # The echo model's value of step s is s, so the prefix handed in must equal the prefix frame's step.
+        torch.testing.assert_close(prefix[:, :1], steps)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from policy_helpers import tiny_batch, tiny_config
 
-from policy.builtin import BuiltinPolicyModel, random_shift
+from policy.builtin import BuiltinPolicyModel, SpatialSoftmax, random_shift
 from policy.conditioning import DROPPED, POSITIVE
 
 
@@ -82,3 +82,11 @@ def test_random_shift_moves_content_within_the_padding():
     # Interior pixels of a shifted image are pixels of the original, moved by at most 2 in each direction.
     centre = shifted[0, 0, 2:6, 2:6]
     assert torch.isin(centre, images[0, 0]).all()
+
+
+def test_spatial_softmax_returns_the_coordinates_of_a_peak():
+    features = torch.full((1, 2, 5, 9), -1e4)
+    features[0, 0, 0, 8] = 0.0  # top right
+    features[0, 1, 2, 4] = 0.0  # centre
+    coordinates = SpatialSoftmax()(features)
+    torch.testing.assert_close(coordinates, torch.tensor([[-1.0, 0.0, 1.0, 0.0]]))

@@ -19,6 +19,7 @@ from policy.checkpoint import (
     resolve_checkpoint,
     save_policy,
 )
+from policy.config import PolicyConfig
 from policy.deploy import Policy
 
 
@@ -80,3 +81,10 @@ def test_incomplete_or_foreign_checkpoints_are_refused(tmp_path):
     with pytest.raises(PolicyCheckpointError, match="incomplete"):
         load_model(folder)
     assert list_versions(tmp_path) == []
+
+
+def test_a_config_stored_before_relative_actions_and_keypoints_rebuilds_the_old_model():
+    stored = PolicyConfig().to_dict()
+    del stored["relative_action_dims"], stored["encoder_keypoints"]
+    config = PolicyConfig.from_dict(stored)
+    assert config.relative_action_dims == [] and config.encoder_keypoints is False

@@ -85,3 +85,16 @@ def test_a_real_model_acts_deterministically_per_seed():
     np.testing.assert_array_equal(runs[0], runs[1])
     assert np.isfinite(runs[0]).all()
     assert hasattr(policy, "reset") and hasattr(policy, "act")
+
+
+def test_relative_action_dims_get_the_observed_state_added_back():
+    config = tiny_config(chunk_size=2, execute_steps=2, relative_action_dims=[0, 2])
+    model = CountingModel(config)
+    policy = Policy(model, unit_normalizer(config))
+    policy.reset(0)
+    observation = fake_observation(config)
+    action = policy.act(observation)
+    # chunk 1 holds normalised 1.0 -> 2.5 in robot units; dims 0 and 2 are offsets from the observed state.
+    expected = np.full(config.action_dim, 2.5, dtype=np.float32)
+    expected[[0, 2]] += observation.state[[0, 2]]
+    np.testing.assert_allclose(action, expected, rtol=1e-6)

@@ -43,7 +43,7 @@ def _wiggle(sim: BoxAssemblySim, steps: int) -> list:
 def test_implements_robot_protocol_and_spec(sim):
     assert isinstance(sim, Robot)
     spec = sim.spec
-    assert spec.camera_names == ("front", "wrist")
+    assert spec.camera_names == ("front", "top", "wrist")
     assert spec.state_names == STATE_NAMES
     assert spec.action_dim == 5 and spec.max_action_delta is not None
     obs = sim.start_episode(0)

@@ -10,11 +10,6 @@ from valuemodel.config import ValueModelConfig
 torch.set_num_threads(1)
 
 
-def random_latents(config: ValueModelConfig, batch: int, latent_shape: tuple[int, int, int], seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return {c: torch.randn(batch, *latent_shape, generator=g) for c in config.cameras}
-
-
 @pytest.fixture(scope="module")
 def tiny_viva():
     from valuemodel.viva import ViVaModel

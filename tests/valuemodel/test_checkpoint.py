@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import random_latents
+from latent_helpers import random_latents
 
 from valuemodel.checkpoint import (
     CheckpointError,

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import random_latents
+from latent_helpers import random_latents
 
 from valuemodel.backbone import TINY_TRANSFORMER, TINY_VAE, Backbone, FrozenVAE, TaskText, encode_task_texts
 from valuemodel.config import ValueModelConfig

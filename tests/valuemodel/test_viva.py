@@ -3,7 +3,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import random_latents
+from latent_helpers import random_latents
 
 from valuemodel.config import ValueModelConfig
 from valuemodel.interface import ValueBatch, ValueModel
@@ -110,3 +110,17 @@ def test_short_training_decreases_the_loss():
         opt.step()
     after = eval_loss()
     assert after < 0.5 * before, (before, after)
+
+
+def test_a_sample_gets_the_same_value_at_any_batch_position(tiny_viva):
+    # The seeded inference noise used to be drawn per batch row, so a frame's value depended on where it sat in
+    # its inference batch: episode curves carried a component repeating with the batch size.
+    batch = make_batch(tiny_viva, batch=5, seed=4)
+    together = tiny_viva.predict(batch).value
+    for k in (0, 3):
+        alone = ValueBatch(
+            task_id=batch.task_id[k : k + 1],
+            image_latents={c: v[k : k + 1] for c, v in batch.image_latents.items()},
+            state=batch.state[k : k + 1],
+        )
+        assert torch.allclose(tiny_viva.predict(alone).value, together[k : k + 1], atol=1e-5)

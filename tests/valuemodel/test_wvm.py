@@ -101,3 +101,20 @@ def test_save_load_round_trip(wvm, tmp_path):
     loaded = WorldValueModel.load(tmp_path / "wvm")
     assert torch.equal(loaded.predict(batch).value_chunk, expected)
     wvm.train()
+
+
+def test_a_window_gets_the_same_values_at_any_batch_position(wvm):
+    # Initial value/video noise and the random prefix used to be drawn per batch row, so predictions depended on
+    # the row: WVM's episode curves repeated with the inference batch size.
+    wvm.eval()
+    cfg = wvm.config
+    batch = window_batch(wvm, batch=5, frames=cfg.prefix_frames + cfg.chunk, seed=2)
+    batch.value_window = None
+    together = wvm.predict(batch).value_chunk
+    for k in (0, 3):
+        alone = ValueBatch(
+            task_id=batch.task_id[k : k + 1],
+            video_latents={c: v[k : k + 1] for c, v in batch.video_latents.items()},
+        )
+        assert torch.allclose(wvm.predict(alone).value_chunk, together[k : k + 1], atol=1e-5)
+    wvm.train()
