@@ -131,6 +131,7 @@ class RobotWorker:
             "robot": self.settings.robot.name,
             "node": socket.gethostname(),
             "pid": os.getpid(),
+            "control_hz": self.robot.spec.control_hz,
             "policy_version": self.policy_version,
             "safety": self.robot.stats.as_dict(),
         }

@@ -51,6 +51,7 @@ class RoundDriver:
         self.policy_learner: Any = None
         self.monitor: RoundMonitor | None = None
         self._deployed: tuple[str, Any] | None = None
+        self._control_hz = 10.0
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> RunState:
@@ -163,7 +164,7 @@ class RoundDriver:
         if not self.state.is_done(r, "evaluate"):
             return
         store = self._store()
-        hz = next(iter(self.config.robots.values())).sim_box.control_hz
+        hz = self._control_hz
         outputs = self.state.round_outputs(r)
         trained_on = committed_episodes(store, r, outputs.get("purpose", "rollout"))
         collected = episode_metrics(trained_on, hz)
@@ -257,7 +258,9 @@ class RoundDriver:
         import ray
 
         # The first arm creates the store; learners open it after that.
-        ray.get([actor.info.remote() for actor in self.actors.values()])
+        infos = ray.get([actor.info.remote() for actor in self.actors.values()])
+        # Robot-hours (for successes per hour) are counted at the arms' own control rate.
+        self._control_hz = min(info["control_hz"] for info in infos)
         self.value_learner = launch_value_learner(config.value_learner, config.valuemodel)
         self.policy_learner = launch_policy_learner(config.policy_learner)
         deployed = self.state.latest_output("policy_checkpoint", before_round=config.loop.rounds + 1)
