@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from valuemodel.base import ValueModelBase
 from valuemodel.config import ValueModelConfig
 from valuemodel.images import fit_images
 
@@ -216,3 +217,18 @@ def tokens_per_frame(transformer: nn.Module, latent_shape: tuple[int, int, int])
     if h % p_h or w % p_w:
         raise ValueError(f"latent {h}x{w} is not divisible by the transformer patch {p_h}x{p_w}")
     return (h // p_h) * (w // p_w)
+
+
+class WanValueModel(ValueModelBase):
+    """What ViVa and WVM share: one Wan backbone (transformer, frozen VAE, task text) and its latent geometry."""
+
+    def __init__(
+        self, config: ValueModelConfig, load_weights: bool = True, backbone: Backbone | None = None
+    ) -> None:
+        super().__init__(config)
+        backbone = backbone if backbone is not None else build_backbone(config, load_weights=load_weights)
+        self.transformer = backbone.transformer
+        self.vae = backbone.vae
+        self.text = backbone.text
+        self.latent_shape = self.vae.latent_shape(config.image_height, config.image_width)
+        self.tokens_per_frame = tokens_per_frame(self.transformer, self.latent_shape)

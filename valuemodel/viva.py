@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from valuemodel.backbone import Backbone, build_backbone, tokens_per_frame, torch_dtype
-from valuemodel.base import ValueModelBase
+from valuemodel.backbone import Backbone, WanValueModel, torch_dtype
 from valuemodel.config import ValueModelConfig
 from valuemodel.flow import (
     inference_sigmas,
@@ -33,7 +32,7 @@ from valuemodel.latents import (
 )
 
 
-class ViVaModel(ValueModelBase):
+class ViVaModel(WanValueModel):
     """ViVa value model; implements the ``ValueModel`` protocol."""
 
     kind = "viva"
@@ -41,13 +40,7 @@ class ViVaModel(ValueModelBase):
     def __init__(
         self, config: ValueModelConfig, load_weights: bool = True, backbone: Backbone | None = None
     ) -> None:
-        super().__init__(config)
-        backbone = backbone if backbone is not None else build_backbone(config, load_weights=load_weights)
-        self.transformer = backbone.transformer
-        self.vae = backbone.vae
-        self.text = backbone.text
-        self.latent_shape = self.vae.latent_shape(config.image_height, config.image_width)
-        self.tokens_per_frame = tokens_per_frame(self.transformer, self.latent_shape)
+        super().__init__(config, load_weights, backbone)
         frame_numel = self.latent_shape[0] * self.latent_shape[1] * self.latent_shape[2]
         if config.state_dim > frame_numel:
             raise ValueError(f"state_dim {config.state_dim} exceeds a latent frame ({frame_numel} elements)")

@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from valuemodel.backbone import Backbone, build_backbone, tokens_per_frame, torch_dtype
-from valuemodel.base import ValueModelBase
+from valuemodel.backbone import Backbone, WanValueModel, torch_dtype
 from valuemodel.config import ValueModelConfig
 from valuemodel.flow import inference_sigmas, noisy_latents, sample_sigma, token_timesteps, weighted_flow_loss
 from valuemodel.interface import ValueBatch, ValuePrediction
@@ -142,7 +141,7 @@ class ValueStream(nn.Module):
         return self.value_out(self.norm_out(x)).squeeze(-1)
 
 
-class WorldValueModel(ValueModelBase):
+class WorldValueModel(WanValueModel):
     """WVM value model; implements the ``ValueModel`` protocol (``future_state`` is None, ``value_chunk`` set)."""
 
     kind = "wvm"
@@ -150,13 +149,7 @@ class WorldValueModel(ValueModelBase):
     def __init__(
         self, config: ValueModelConfig, load_weights: bool = True, backbone: Backbone | None = None
     ) -> None:
-        super().__init__(config)
-        backbone = backbone if backbone is not None else build_backbone(config, load_weights=load_weights)
-        self.transformer = backbone.transformer
-        self.vae = backbone.vae
-        self.text = backbone.text
-        self.latent_shape = self.vae.latent_shape(config.image_height, config.image_width)
-        self.tokens_per_frame = tokens_per_frame(self.transformer, self.latent_shape)
+        super().__init__(config, load_weights, backbone)
         tcfg = self.transformer.config
         video_dim = tcfg.num_attention_heads * tcfg.attention_head_dim
         p, h, cams = config.prefix_frames, config.chunk, len(config.cameras)
