@@ -263,11 +263,11 @@ class RoundDriver:
         self._control_hz = min(info["control_hz"] for info in infos)
         self.value_learner = launch_value_learner(config.value_learner, config.valuemodel)
         self.policy_learner = launch_policy_learner(config.policy_learner)
-        deployed = self.state.latest_output("policy_checkpoint", before_round=config.loop.rounds + 1)
-        if deployed is not None:
-            version = self.state.latest_output("deployed", before_round=config.loop.rounds + 1)
-            if version is not None:
-                self._deploy(deployed, version)
+        # A restarted driver gives the arms what was last deployed, not a policy trained but never deployed.
+        deployed_round = self.state.latest_round_with("deployed")
+        if deployed_round is not None:
+            outputs = self.state.round_outputs(deployed_round)
+            self._deploy(outputs["policy_checkpoint"], outputs["deployed"])
         self.console.print(
             f"[bold]vivarl[/] run [cyan]{self.run_name}[/]: {len(self.actors)} arms "
             f"({', '.join(self.actors)}), store {config.store_url}"

@@ -50,6 +50,11 @@ class RunState:
     def rounds_completed(self) -> int:
         return sum(1 for key in self.completed if key.endswith(":evaluate"))
 
+    def latest_round_with(self, name: str) -> int | None:
+        """The newest round whose outputs include ``name``."""
+        rounds = [int(r) for r, outputs in self.rounds.items() if outputs.get(name) is not None]
+        return max(rounds) if rounds else None
+
     def latest_output(self, name: str, before_round: int) -> Any:
         """The newest value of ``name`` produced by a round before ``before_round`` (e.g. the deployed policy)."""
         for r in range(before_round - 1, -1, -1):

@@ -32,3 +32,13 @@ def test_missing_and_damaged_state(tmp_path):
     (tmp_path / STATE_FILE).write_text("{not json")
     with pytest.raises(RunStateError, match="not a vivarl run state"):
         RunState.load(tmp_path)
+
+
+def test_latest_deployed_round_ignores_a_policy_trained_but_not_deployed():
+    state = RunState(run_name="n", config_fingerprint="f")
+    state.mark_done(0, "train_policy", 1.0, policy_checkpoint="p/v000000", policy_version=0)
+    state.mark_done(0, "deploy", 1.0, deployed="v000000")
+    state.mark_done(1, "train_policy", 1.0, policy_checkpoint="p/v000001", policy_version=1)
+    assert state.latest_round_with("deployed") == 0
+    assert state.round_outputs(state.latest_round_with("deployed"))["policy_checkpoint"] == "p/v000000"
+    assert RunState(run_name="n", config_fingerprint="f").latest_round_with("deployed") is None
