@@ -55,14 +55,6 @@ class RunState:
         rounds = [int(r) for r, outputs in self.rounds.items() if outputs.get(name) is not None]
         return max(rounds) if rounds else None
 
-    def latest_output(self, name: str, before_round: int) -> Any:
-        """The newest value of ``name`` produced by a round before ``before_round`` (e.g. the deployed policy)."""
-        for r in range(before_round - 1, -1, -1):
-            value = self.rounds.get(str(r), {}).get(name)
-            if value is not None:
-                return value
-        return None
-
     # -- persistence --------------------------------------------------------------------------------------
     def save(self, run_dir: str | Path) -> None:
         path = Path(run_dir) / STATE_FILE

@@ -14,8 +14,8 @@ def test_round_trip_and_resume_point(tmp_path):
     assert loaded == state
     assert loaded.is_done(0, "collect") and not loaded.is_done(0, "label_advantages")
     assert loaded.round_outputs(0) == {"episodes": 8, "value_version": 1}
-    assert loaded.latest_output("value_version", before_round=2) == 1
-    assert loaded.latest_output("policy_version", before_round=2) is None
+    assert loaded.latest_round_with("value_version") == 0
+    assert loaded.latest_round_with("policy_version") is None
 
 
 def test_marking_twice_records_once_and_unknown_stage_is_refused(tmp_path):
