@@ -38,6 +38,9 @@ UNDO_TARGET = np.radians(60.0)
 POSITION_TOLERANCE = 0.006
 # Contact can stop the gripper short of a pushing target; after this many extra steps the expert moves on.
 PATIENCE = 4
+# An undo whose plan had to restart this many times (its grasp of the panel kept failing) is abandoned: a retry is
+# a detour, and retrying a failed undo for ever would turn a knob meant to make a V into a time-out.
+MAX_UNDO_STARTS = 2
 
 
 @dataclass
@@ -72,6 +75,7 @@ class ScriptedExpert:
         self._given_up = False
         self._retry_pending: int | None = None
         self._retries_done: set[int] = set()
+        self._undo_starts = 0
         self._dropped_once = False
         self._noise_rng = np.random.default_rng(0)
         self._best_progress = 0.0
@@ -175,6 +179,7 @@ class ScriptedExpert:
         self._given_up = False
         self._retry_pending = None
         self._retries_done = set()
+        self._undo_starts = 0
         self._dropped_once = False
         self._best_progress = 0.0
         self._stalled_steps = 0
@@ -241,6 +246,13 @@ class ScriptedExpert:
 
     def _make_plan(self, goal: tuple) -> None:
         sim, start = self.sim, self._command
+        if goal[0] == "undo":
+            self._undo_starts = self._undo_starts + 1 if goal == self._goal else 1
+            if self._undo_starts > MAX_UNDO_STARTS:
+                self._retries_done.add(goal[1])
+                self._retry_pending = None
+                self.events.append(f"retry_abandoned:{STAGES[goal[1]]}")
+                goal = self._choose_goal(self.sim.task)
         kind = goal[0]
         if kind == "undo":
             stage = goal[1]
@@ -304,12 +316,15 @@ def run_expert_episode(
 ) -> list[tuple[Observation, np.ndarray]]:
     """Run one episode under ``expert`` (its None means: hold) and return (observation, applied action) pairs.
 
-    The episode ends on success or at the time limit; the final observation is ``sim.get_observation()``.
+    The episode ends on success, at the time limit, or once the item lies dropped outside the box: a drop is
+    final for a demonstrator (it gives up), and recording it standing idle until the time limit would bury the
+    states around the drop under hundreds of copies of one motionless frame. The final observation is
+    ``sim.get_observation()``.
     ``render=False`` skips the cameras (observations then carry no images), for tests that only need progress.
     """
     obs = sim.start_episode(seed)
     steps: list[tuple[Observation, np.ndarray]] = []
-    while not sim.episode_done:
+    while not sim.episode_done and not sim.dropped:
         action = expert.get_action(obs)
         applied = sim.send_action(sim.hold_action() if action is None else action)
         steps.append((obs, applied))

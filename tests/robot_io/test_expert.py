@@ -7,6 +7,7 @@ import pytest
 
 from robot_io import ExpertConfig, SimBoxConfig, Teleoperator
 from robot_io.sim import BoxAssemblySim, ScriptedExpert, run_expert_episode, skills
+from robot_io.sim.expert import MAX_UNDO_STARTS
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +98,12 @@ def test_retry_traces_a_v_and_recovers(sim):
 
 def test_drop_knob_fails_the_episode(sim):
     expert = ScriptedExpert(sim, ExpertConfig(drop_prob=1.0))
-    run_expert_episode(sim, expert, 6, render=False)
+    steps = run_expert_episode(sim, expert, 6, render=False)
     info = sim.info()
     assert "drop" in expert.events
     assert info["dropped"] == 1.0 and info["failed"] == 1.0 and info["success"] == 0.0
+    # The recording ends with the drop instead of idling to the time limit.
+    assert len(steps) < sim.config.max_steps and info["timed_out"] == 0.0
 
 
 def test_stall_knob_times_out(sim):
@@ -168,3 +171,18 @@ def test_recovers_when_the_flaps_were_folded_too_early():
         assert robot.task.success
     finally:
         robot.disconnect()
+
+
+def test_an_undo_that_keeps_failing_is_abandoned_not_repeated_until_the_time_limit():
+    # Seed 2 with these knobs folds the right flap flat, then retries it: the gripper cannot get hold of a flat
+    # flap, and before the fix the expert restarted that undo until the episode timed out.
+    sim = BoxAssemblySim(SimBoxConfig(max_steps=400))
+    sim.connect()
+    try:
+        expert = ScriptedExpert(sim, ExpertConfig(action_noise=0.003, hesitation_prob=0.4, retry_prob=0.25))
+        run_expert_episode(sim, expert, 2, render=False)
+        assert "retry_abandoned:fold_flaps" in expert.events
+        assert expert.events.count("retry:fold_flaps") <= MAX_UNDO_STARTS
+        assert sim.info()["success"] == 1.0
+    finally:
+        sim.disconnect()
