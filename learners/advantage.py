@@ -16,7 +16,15 @@ Episode ends: when t+N >= T the reward sum stops at the last step T-1 and the bo
 episode is over (success or failure is final; there is no state o_T to value), so A_t becomes the Monte-Carlo
 return-to-go minus V(o_t). With V equal to the episode's own return-to-go every advantage is 0; advantages carry
 information only when V is a value *model* that averages over many episodes (a learned one, or the
-progress-binned estimate in ``learners.policy_labels``).
+ground-truth nearest-neighbour estimate in ``learners.policy_labels``).
+
+Time-outs: a failure that ran to the time limit was cut off, not finished, and nothing in an observation says
+how close the limit is. Scored as terminal, the last N frames of an arm that stood still until the limit would
+look better than the same frames earlier in the stall (fewer -1 steps left before the end, while V(o) averages
+over the whole stall), so the last N frames of every stall would be labelled positive. For such an episode
+(``timed_out=True``) the last frame is the bootstrap state instead (Pardo et al., "Time Limits in Reinforcement
+Learning", 2018): A_t = sum_{k=t}^{e-1} r_k + V(o_e) - V(o_t) with e = min(t+N, T-1), so a stall scores -1 per
+step all the way to the end. The failure still counts: it is in V(o_e), which the value target penalises.
 
 Indicator semantics: per group (task, and demonstrations vs. each round's rollouts), the top ``positive_fraction``
 of frames by advantage are positive, exactly round(fraction * n) of them (ties at the boundary are broken by a
@@ -54,8 +62,11 @@ def step_rewards(
     return (rewards / (max_episode_length + c_fail)).astype(np.float32)
 
 
-def nstep_advantages(values: np.ndarray, rewards: np.ndarray, horizon: int = DEFAULT_HORIZON) -> np.ndarray:
-    """(T,) A_t = sum_{k=t}^{min(t+N,T)-1} r_k + V_{t+N} [t+N < T] - V_t for one episode (terminal bootstrap 0)."""
+def nstep_advantages(
+    values: np.ndarray, rewards: np.ndarray, horizon: int = DEFAULT_HORIZON, truncated: bool = False
+) -> np.ndarray:
+    """(T,) A_t = sum_{k=t}^{min(t+N,T)-1} r_k + V_{t+N} [t+N < T] - V_t for one episode (terminal bootstrap 0);
+    with ``truncated`` the last frame is bootstrapped: A_t = sum_{k=t}^{e-1} r_k + V_e - V_t, e = min(t+N, T-1)."""
     values = np.asarray(values, dtype=np.float64)
     rewards = np.asarray(rewards, dtype=np.float64)
     if values.shape != rewards.shape or values.ndim != 1:
@@ -67,8 +78,12 @@ def nstep_advantages(values: np.ndarray, rewards: np.ndarray, horizon: int = DEF
     num_steps = len(values)
     cumulative = np.concatenate([[0.0], np.cumsum(rewards)])
     t = np.arange(num_steps)
-    end = np.minimum(t + horizon, num_steps)
-    bootstrap = np.where(t + horizon < num_steps, values[np.minimum(t + horizon, num_steps - 1)], 0.0)
+    if truncated:
+        end = np.minimum(t + horizon, num_steps - 1)
+        bootstrap = values[end]
+    else:
+        end = np.minimum(t + horizon, num_steps)
+        bootstrap = np.where(t + horizon < num_steps, values[np.minimum(t + horizon, num_steps - 1)], 0.0)
     return (cumulative[end] - cumulative[t] + bootstrap - values).astype(np.float32)
 
 
@@ -78,10 +93,14 @@ def recap_advantages(
     max_episode_length: int,
     horizon: int = DEFAULT_HORIZON,
     failure_penalty: float | None = None,
+    timed_out: bool = False,
 ) -> np.ndarray:
-    """(T,) RECAP advantages of one episode from its values V_t in normalised units (-1, 0]."""
+    """(T,) RECAP advantages of one episode from its values V_t in normalised units (-1, 0]; ``timed_out`` marks
+    a failure cut off by the time limit (see module doc)."""
+    if timed_out and success:
+        raise ValueError("an episode that succeeded did not time out")
     rewards = step_rewards(len(values), success, max_episode_length, failure_penalty)
-    return nstep_advantages(values, rewards, horizon)
+    return nstep_advantages(values, rewards, horizon, truncated=timed_out)
 
 
 def top_fraction_mask(scores: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:

@@ -2,11 +2,14 @@
 written as derived columns ``advantage/<run>`` and ``indicator/<run>`` that the policy learner reads.
 
 Values come from a derived ``value/<value_key>`` column (a value model's predictions, in the model range
-[-1, 1] by default, mapped back to V in (-1, 0]), or, when no value model is wired, from ground-truth progress:
-``progress_binned_values`` fits V(progress) as the mean value target of all frames whose recorded progress falls
-in the same bin. That estimate is a value *model* (one number per progress level, averaged over every episode),
-so a step that hesitates, retries or drops scores below one that makes progress at the usual pace. It needs
-the simulator's ground truth and is meant for simulation and tests.
+[-1, 1] by default, mapped back to V in (-1, 0]), or, when no value model is wired, from the simulator's ground
+truth: ``neighbour_values`` sets V(o_t) to the mean value target of the k frames of *other* episodes nearest to
+frame t in (progress, proprioception). That estimate is a value *model* averaged over many episodes, so a step
+that hesitates, retries or drops scores below one that makes progress at the usual pace. Two choices matter:
+proprioception resolves the stretches where progress stays flat while the arm moves (a progress-only table
+gives every frame of such a stretch one value), and leaving the frame's own episode out keeps an episode's own
+pauses from setting the value they are compared with. It needs ground-truth progress and is meant for
+simulation and tests.
 
 Groups for the positive fraction: (task, "demo") for episodes of ``demo_rounds``, (task, round) for rollouts.
 """
@@ -52,8 +55,10 @@ class LabellingConfig:
     """L_max per task (its time limit); tasks not listed use their longest labelled episode."""
     failure_penalty: float | None = None
     """C_fail in steps; None = L_max, as in valuemodel.targets."""
-    progress_bins: int = 20
-    """Bins of the progress-based value estimate."""
+    neighbours: int = 16
+    """k of the ground-truth value estimate (frames of other episodes averaged per frame)."""
+    progress_weight: float = 10.0
+    """Weight of progress against standardised proprioception in that estimate's distance."""
     seed: int = 0
     """Seed of the tie-breaking at the positive-fraction threshold."""
 
@@ -67,21 +72,44 @@ class LabellingReport:
     thresholds: dict[str, float]
 
 
-def progress_binned_values(
-    progress: list[np.ndarray], targets: list[np.ndarray], bins: int
+def neighbour_values(
+    progress: list[np.ndarray],
+    states: list[np.ndarray],
+    targets: list[np.ndarray],
+    neighbours: int,
+    progress_weight: float = 10.0,
 ) -> list[np.ndarray]:
-    """Per episode, V(progress) = mean value target of all frames in the same progress bin (empty bins are
-    filled by interpolation between their neighbours)."""
+    """Per episode, V at each frame = mean value target of the ``neighbours`` frames of other episodes nearest to
+    it in (progress_weight * progress, standardised proprioception). Needs at least two episodes."""
+    from scipy.spatial import cKDTree
+
+    if len(progress) < 2:
+        raise ValueError("the ground-truth value estimate needs at least two labelled episodes of a task")
     all_progress = np.concatenate(progress)
     if not np.isfinite(all_progress).all():
-        raise ValueError("progress-based values need ground-truth progress on every frame (simulator data)")
-    bin_of = [np.clip((p * bins).astype(int), 0, bins - 1) for p in progress]
-    flat_bins, flat_targets = np.concatenate(bin_of), np.concatenate(targets)
-    counts = np.bincount(flat_bins, minlength=bins)
-    sums = np.bincount(flat_bins, weights=flat_targets, minlength=bins)
-    filled = counts > 0
-    table = np.interp(np.arange(bins), np.flatnonzero(filled), sums[filled] / counts[filled])
-    return [table[b].astype(np.float32) for b in bin_of]
+        raise ValueError("ground-truth values need recorded progress on every frame (simulator data)")
+    all_states = np.concatenate(states).astype(np.float64)
+    mean, std = all_states.mean(0), all_states.std(0) + 1e-6
+    features = [
+        np.column_stack([progress_weight * p, (x - mean) / std])
+        for p, x in zip(progress, states, strict=True)
+    ]
+    owner = np.concatenate([np.full(len(f), i) for i, f in enumerate(features)])
+    flat_targets = np.concatenate(targets)
+    tree = cKDTree(np.concatenate(features))
+    longest = max(len(f) for f in features)
+    out = []
+    for i, episode_features in enumerate(features):
+        # Asking for k + the longest episode guarantees k neighbours are left once the episode's own are removed.
+        wanted = min(neighbours + longest, len(owner))
+        _, index = tree.query(episode_features, k=wanted)
+        index = index.reshape(len(episode_features), wanted)
+        values = np.empty(len(episode_features), dtype=np.float32)
+        for row, candidates in enumerate(index):
+            others = candidates[owner[candidates] != i][:neighbours]
+            values[row] = flat_targets[others].mean()
+        out.append(values)
+    return out
 
 
 def label_store(
@@ -110,7 +138,13 @@ def label_store(
         meta = record.meta
         advantages.append(
             recap_advantages(
-                episode_values, success(record), lengths[meta.task], config.horizon, config.failure_penalty
+                episode_values,
+                success(record),
+                lengths[meta.task],
+                config.horizon,
+                config.failure_penalty,
+                # A failure as long as the task's time limit (L_max) was cut off by it.
+                timed_out=not success(record) and meta.length >= lengths[meta.task],
             )
         )
         source = "demo" if meta.round in config.demo_rounds else f"round{meta.round}"
@@ -164,15 +198,20 @@ def _episode_values(
     out: list[np.ndarray | None] = [None] * len(records)
     for task in {r.meta.task for r in records}:
         members = [i for i, r in enumerate(records) if r.meta.task == task]
-        progress = [store.read_episode(records[i].meta.episode_id, ["progress"])["progress"] for i in members]
+        columns = [store.read_episode(records[i].meta.episode_id, ["progress", "state"]) for i in members]
         targets = [
             normalised_returns(
                 records[i].meta.length, success(records[i]), lengths[task], config.failure_penalty
             )
             for i in members
         ]
-        for i, values in zip(
-            members, progress_binned_values(progress, targets, config.progress_bins), strict=True
-        ):
+        estimate = neighbour_values(
+            [c["progress"] for c in columns],
+            [c["state"] for c in columns],
+            targets,
+            config.neighbours,
+            config.progress_weight,
+        )
+        for i, values in zip(members, estimate, strict=True):
             out[i] = values
     return [v for v in out if v is not None]

@@ -1,13 +1,14 @@
-"""Policy-extraction comparison on mixed-quality simulator data (minutes; not a test).
+"""Policy-extraction comparison on mixed-quality simulator data (tens of minutes; not a test).
 
-Records scripted-expert episodes with its suboptimality knobs on (hesitation, retries, action noise, drops,
-stalls), labels RECAP advantages with values estimated from ground-truth progress (``progress_binned_values``:
-V(progress) = mean normalised return-to-go of all frames at that progress; no learned value model is wired in
-here), trains plain BC, RECAP (indicator-conditioned, evaluated with the indicator negative and positive),
-filtered BC (Delta >= 0) and AWR on the same data and labels, evaluates each over seeded simulator episodes and
+Records scripted-expert episodes with its suboptimality knobs on (hesitation, retries, action noise, drops),
+labels RECAP advantages with values estimated from the simulator's ground truth
+(``learners.policy_labels.neighbour_values``: V(o_t) = mean return of the nearest frames of other episodes in
+(progress, proprioception); no learned value model is wired in here), trains plain BC, RECAP at each advantage
+horizon N (evaluated with the indicator negative and positive), filtered BC (Delta >= 0) and AWR on the same data
+and labels, each with several training seeds, evaluates every policy over the same unseen simulator seeds and
 writes a markdown table to stdout and to RESULTS.md (section "Policy extraction").
 
-Run: ``.venv/bin/python scripts/results_policy.py [--episodes 80] [--steps 2500] [--eval-episodes 50]``
+Run: ``.venv/bin/python scripts/results_policy.py [--episodes 60] [--steps 1500] [--eval-episodes 50]``
 """
 
 from __future__ import annotations
@@ -24,14 +25,23 @@ import torch
 
 from learners.policy_labels import LabellingConfig, label_store
 from learners.policy_learner import PolicyLearner, PolicyLearnerConfig
-from learners.policy_sim_data import evaluate_policy, open_sim_store, record_expert_episodes
+from learners.policy_sim_data import EvaluationResult, evaluate_policy, open_sim_store, record_expert_episodes
 from policy import PolicyConfig, load_policy
 from robot_io.config import ExpertConfig, SimBoxConfig
 
 SECTION_START = "<!-- section: policy-extraction (scripts/results_policy.py) -->"
 SECTION_END = "<!-- end section: policy-extraction -->"
+# No stalls: a stall holds one motionless frame from a stage start to the time limit (hundreds of copies per
+# stalled episode, a fifth of all frames at stall 0.1), which outnumbers every other action at that state; the
+# loop's corrector takes over after 30 stalled steps, so such stretches do not reach a real store. RESULTS.md
+# notes what a stall probability of 0.1 did.
 EXPERT_KNOBS = ExpertConfig(
-    action_noise=0.003, hesitation_prob=0.4, retry_prob=0.25, drop_prob=0.15, stall_prob=0.1
+    action_noise=0.003,
+    hesitation_prob=0.5,
+    hesitation_steps=[10, 30],
+    retry_prob=0.25,
+    drop_prob=0.15,
+    stall_prob=0.0,
 )
 EVAL_SEED_OFFSET = 100_000
 
@@ -54,9 +64,13 @@ def describe(config: PolicyConfig) -> str:
     )
 
 
+def label_run(horizon: int) -> str:
+    return f"ground-truth-n{horizon}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=80, help="expert episodes to train on")
+    parser.add_argument("--episodes", type=int, default=60, help="knob-laden expert episodes to train on")
     parser.add_argument(
         "--eval-episodes", type=int, default=50, help="simulator episodes per evaluated policy"
     )
@@ -66,15 +80,21 @@ def main() -> None:
         default=40,
         help="also train plain BC on this many knob-free expert episodes, as round 0 of the loop does (0: skip)",
     )
-    parser.add_argument("--steps", type=int, default=2000, help="gradient steps per policy")
+    parser.add_argument("--steps", type=int, default=1500, help="gradient steps per policy")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--horizon", type=int, default=50, help="N of the N-step advantage")
+    parser.add_argument(
+        "--horizons",
+        default="10,50",
+        help="comma-separated N of the N-step advantage; RECAP is trained at each, the others use the first",
+    )
+    parser.add_argument("--train-seeds", type=int, default=2, help="training seeds per method")
     parser.add_argument("--cfg-beta", type=float, default=0.0, help="also evaluate RECAP+ with this CFG beta")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default="", help="keep store and checkpoints here (default: a temp dir)")
     parser.add_argument("--out", default="RESULTS.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    horizons = [int(h) for h in args.horizons.split(",")]
     started = time.monotonic()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vivarl-results-policy-"))
     # The built-in policy's defaults (cameras, action head, relative actions, encoder) are what is measured.
@@ -92,10 +112,16 @@ def main() -> None:
             f"mean length {np.mean([e.length for e in episodes]):.0f} ({time.monotonic() - started:.0f} s)"
         )
     data_success = np.mean([r.meta.outcome.value == "success" for r in store.records().values()])
-    label_store(store, LabellingConfig(run="progress-n50", horizon=args.horizon), log=print)
+    for horizon in horizons:
+        if label_run(horizon) not in store.derived_keys("indicator"):
+            label_store(store, LabellingConfig(run=label_run(horizon), horizon=horizon), log=print)
 
-    methods = {"bc": None, "recap": "progress-n50", "filtered_bc": "progress-n50", "awr": "progress-n50"}
-    stores = dict.fromkeys(methods, store_url)
+    # name -> (extraction, labelling run, store)
+    methods: dict[str, tuple[str, str | None, str]] = {"bc": ("bc", None, store_url)}
+    for horizon in horizons:
+        methods[f"recap-n{horizon}"] = ("recap", label_run(horizon), store_url)
+    methods["filtered_bc"] = ("filtered_bc", label_run(horizons[0]), store_url)
+    methods["awr"] = ("awr", label_run(horizons[0]), store_url)
     if args.clean_episodes:
         # Round 0 of the loop learns from knob-free demonstrations: the baseline every later round improves on.
         clean_url = str(workdir / "clean-store")
@@ -105,67 +131,88 @@ def main() -> None:
             record_expert_episodes(
                 clean, sim_config, ExpertConfig(), range(first, first + args.clean_episodes)
             )
-        methods["clean_bc"], stores["clean_bc"] = None, clean_url
-    checkpoints = {}
+        methods = {"clean_bc": ("bc", None, clean_url), **methods}
+    checkpoints: dict[tuple[str, int], str] = {}
     learning_rate = 0.0
-    for extraction, run in methods.items():
-        config = PolicyLearnerConfig(
-            store_url=stores[extraction],
-            checkpoint_dir=str(workdir / f"policy-{extraction}"),
-            policy=policy_config,
-            extraction="bc" if extraction == "clean_bc" else extraction,
-            labelling_run=run,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            log_every=500,
-        )
-        learning_rate = config.learning_rate
-        result = PolicyLearner(config).train_round(0)
-        checkpoints[extraction] = result.checkpoint
-        print(
-            f"{extraction}: trained in {result.wall_time_s:.0f} s, final loss {np.mean(result.losses[-100:]):.3f}"
-        )
+    for name, (extraction, run, url) in methods.items():
+        for seed in range(args.train_seeds):
+            config = PolicyLearnerConfig(
+                store_url=url,
+                checkpoint_dir=str(workdir / f"policy-{name}-seed{seed}"),
+                policy=policy_config,
+                extraction=extraction,
+                labelling_run=run,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                log_every=args.steps,
+                seed=seed,
+            )
+            learning_rate = config.learning_rate
+            result = PolicyLearner(config).train_round(0)
+            checkpoints[name, seed] = result.checkpoint
+            print(
+                f"{name} seed {seed}: trained in {result.wall_time_s:.0f} s, "
+                f"final loss {np.mean(result.losses[-100:]):.3f}"
+            )
 
-    evaluations = [
-        ("plain BC", "bc", {}),
-        ("RECAP, indicator negative", "recap", {"deploy_indicator": "negative"}),
-        ("RECAP, indicator positive", "recap", {"deploy_indicator": "positive"}),
-        ("filtered BC (Delta >= 0)", "filtered_bc", {}),
-        ("AWR (tau 1, cap 2)", "awr", {}),
+    evaluations = [("plain BC", "bc", {})]
+    for horizon in horizons:
+        evaluations += [
+            (f"RECAP N={horizon}, indicator negative", f"recap-n{horizon}", {"deploy_indicator": "negative"}),
+            (f"RECAP N={horizon}, indicator positive", f"recap-n{horizon}", {"deploy_indicator": "positive"}),
+        ]
+    evaluations += [
+        (f"filtered BC (Delta >= 0, N={horizons[0]})", "filtered_bc", {}),
+        (f"AWR (tau 1, cap 2, N={horizons[0]})", "awr", {}),
     ]
     if args.clean_episodes:
         evaluations.insert(0, (f"plain BC on {args.clean_episodes} knob-free demonstrations", "clean_bc", {}))
     if args.cfg_beta:
         evaluations.append(
-            (f"RECAP positive, CFG beta {args.cfg_beta}", "recap", {"cfg_beta": args.cfg_beta})
+            (
+                f"RECAP N={horizons[0]} positive, CFG beta {args.cfg_beta}",
+                f"recap-n{horizons[0]}",
+                {"cfg_beta": args.cfg_beta},
+            )
         )
     seeds = range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + args.eval_episodes)
-    rows = []
-    for name, extraction, overrides in evaluations:
-        result = evaluate_policy(load_policy(checkpoints[extraction], **overrides), sim_config, seeds)
-        rows.append((name, result))
-        print(f"{name}: success {result.success_rate:.0%}, progress {result.mean_progress:.2f}")
+    rows: list[tuple[str, list[EvaluationResult]]] = []
+    for label, name, overrides in evaluations:
+        results = [
+            evaluate_policy(load_policy(checkpoints[name, seed], **overrides), sim_config, seeds)
+            for seed in range(args.train_seeds)
+        ]
+        rows.append((label, results))
+        print(f"{label}: success {[f'{r.success_rate:.0%}' for r in results]}")
 
     minutes = (time.monotonic() - started) / 60
     lines = [
         "## Policy extraction",
         "",
         f"Same {args.episodes} scripted-expert episodes for every method but the knob-free row "
-        f"({data_success:.0%} successful; knobs: "
-        f"action_noise {EXPERT_KNOBS.action_noise}, hesitation {EXPERT_KNOBS.hesitation_prob}, "
-        f"retry {EXPERT_KNOBS.retry_prob}, drop {EXPERT_KNOBS.drop_prob}, stall {EXPERT_KNOBS.stall_prob}); "
-        f"built-in policy ({describe(policy_config)}), {args.steps} steps of batch {args.batch_size} each at "
-        f"learning rate {learning_rate:g}; evaluated on {args.eval_episodes} unseen simulator seeds.",
-        f"Advantages: RECAP N={args.horizon}, values from ground-truth progress (progress-binned mean return; "
-        "not a learned value model), 30% of frames positive. Filtered BC and AWR use the same advantage as Delta.",
+        f"({data_success:.0%} successful; knobs: action_noise {EXPERT_KNOBS.action_noise}, "
+        f"hesitation {EXPERT_KNOBS.hesitation_prob} per stage for {EXPERT_KNOBS.hesitation_steps[0]}-"
+        f"{EXPERT_KNOBS.hesitation_steps[1]} steps, retry {EXPERT_KNOBS.retry_prob}, drop {EXPERT_KNOBS.drop_prob}, "
+        f"stall {EXPERT_KNOBS.stall_prob}); built-in policy ({describe(policy_config)}), {args.steps} steps of "
+        f"batch {args.batch_size} at learning rate {learning_rate:g}, {args.train_seeds} training seeds per "
+        f"method; every policy evaluated on the same {args.eval_episodes} unseen simulator seeds.",
+        "Advantages: RECAP N-step at each N shown, values from the simulator's ground truth (mean return of the "
+        "16 nearest frames of other episodes in progress and proprioception; not a learned value model), 30% of "
+        f"frames positive. Filtered BC and AWR use the N={horizons[0]} advantage as Delta. The control rate is "
+        f"{sim_config.control_hz:g} Hz, so N=10 looks 1 s ahead and N=50 5 s.",
         f"Run on {os.cpu_count()} CPU cores, {args.threads} torch thread(s), {minutes:.1f} min in all.",
         "",
-        "| method | success rate | mean final progress | mean steps (successes) |",
-        "|---|---|---|---|",
+        "| method | success rate (mean) | per training seed | mean final progress | mean steps (successes) |",
+        "|---|---|---|---|---|",
     ]
-    for name, r in rows:
-        steps = "-" if np.isnan(r.mean_steps_success) else f"{r.mean_steps_success:.0f}"
-        lines.append(f"| {name} | {r.success_rate:.0%} | {r.mean_progress:.2f} | {steps} |")
+    for label, results in rows:
+        lengths = [r.mean_steps_success for r in results if not np.isnan(r.mean_steps_success)]
+        steps = f"{np.mean(lengths):.0f}" if lengths else "-"
+        per_seed = ", ".join(f"{r.success_rate:.0%}" for r in results)
+        lines.append(
+            f"| {label} | {np.mean([r.success_rate for r in results]):.0%} | {per_seed} | "
+            f"{np.mean([r.mean_progress for r in results]):.2f} | {steps} |"
+        )
     table = "\n".join(lines)
     print(table)
     write_section(Path(args.out), table)

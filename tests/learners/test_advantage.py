@@ -47,6 +47,21 @@ def test_failure_penalty_enters_advantages_near_the_end():
     np.testing.assert_allclose(success - advantages, [0.5, 0.5, 0.5], atol=1e-6)
 
 
+def test_a_time_out_bootstraps_on_its_last_frame_so_a_stall_never_looks_better_near_the_limit():
+    # An arm standing still until the time limit: one observation, so one value for every frame.
+    values = np.full(10, -0.7)
+    terminal = recap_advantages(values, success=False, max_episode_length=10, horizon=3)
+    # Scored as terminal, the last frames escape the -1 steps they would have paid: they rise towards the end.
+    assert terminal[-1] > terminal[0]
+    truncated = recap_advantages(values, success=False, max_episode_length=10, horizon=3, timed_out=True)
+    # Hand computed with Z = 20: A_t = -(e - t) / 20 with e = min(t + 3, 9).
+    expected = [-(min(t + 3, 9) - t) / 20 for t in range(10)]
+    np.testing.assert_allclose(truncated, expected, atol=1e-6)
+    assert truncated.max() <= 0.0
+    with pytest.raises(ValueError, match="did not time out"):
+        recap_advantages(values, success=True, max_episode_length=10, timed_out=True)
+
+
 @pytest.mark.parametrize("success", [True, False])
 def test_exact_return_to_go_values_give_zero_advantage(success):
     values = normalised_returns(40, success, max_episode_length=60)

@@ -1,11 +1,11 @@
-"""A labelling run over a replay store: progress-based values, per-group fractions, interventions, columns."""
+"""A labelling run over a replay store: ground-truth values, per-group fractions, interventions, columns."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from learners.policy_labels import LabellingConfig, label_store, progress_binned_values
+from learners.policy_labels import LabellingConfig, label_store, neighbour_values
 from replay import CameraSchema, Outcome, ReplayStore, StoreSchema
 
 SCHEMA = StoreSchema(
@@ -30,16 +30,33 @@ def write(
     return writer.episode_id
 
 
-def test_progress_binned_values_average_targets_per_bin():
-    progress = [np.array([0.0, 0.5, 0.99]), np.array([0.0, 0.0, 0.5])]
-    targets = [np.array([-0.3, -0.1, 0.0]), np.array([-0.5, -0.4, -0.3])]
-    values = progress_binned_values(progress, targets, bins=2)
-    bin0 = np.mean([-0.3, -0.5, -0.4])
-    bin1 = np.mean([-0.1, 0.0, -0.3])
-    np.testing.assert_allclose(values[0], [bin0, bin1, bin1], atol=1e-6)
-    np.testing.assert_allclose(values[1], [bin0, bin0, bin1], atol=1e-6)
-    with pytest.raises(ValueError, match="ground-truth progress"):
-        progress_binned_values([np.array([np.nan])], [np.array([0.0])], bins=2)
+def test_neighbour_values_leave_the_frames_own_episode_out():
+    # Two episodes in identical states: each frame's value must come from the other episode only.
+    progress = [np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.5, 1.0])]
+    states = [np.zeros((3, 2)), np.zeros((3, 2))]
+    targets = [np.array([-0.3, -0.2, -0.1]), np.array([-0.9, -0.8, -0.7])]
+    values = neighbour_values(progress, states, targets, neighbours=1)
+    np.testing.assert_allclose(values[0], targets[1], atol=1e-6)
+    np.testing.assert_allclose(values[1], targets[0], atol=1e-6)
+
+
+def test_neighbour_values_tell_apart_frames_of_a_flat_progress_stretch_by_proprioception():
+    # Progress stays at 0.25 while the arm travels; the value should follow the arm, not one number per progress.
+    travel = np.linspace(0.0, 1.0, 11)[:, None]
+    progress = [np.full(11, 0.25)] * 3
+    states = [travel, travel + 0.01, travel - 0.01]
+    targets = [np.linspace(-0.5, -0.4, 11)] * 3
+    values = neighbour_values(progress, states, targets, neighbours=2)
+    for v in values:
+        assert np.all(np.diff(v) > 0)
+        np.testing.assert_allclose(v, targets[0], atol=0.011)
+
+
+def test_neighbour_values_refuse_missing_progress_and_a_lone_episode():
+    with pytest.raises(ValueError, match="recorded progress"):
+        neighbour_values([np.array([np.nan])] * 2, [np.zeros((1, 1))] * 2, [np.array([0.0])] * 2, neighbours=1)
+    with pytest.raises(ValueError, match="at least two"):
+        neighbour_values([np.array([0.0])], [np.zeros((1, 1))], [np.array([0.0])], neighbours=1)
 
 
 def test_label_store_fractions_interventions_and_hesitation(tmp_path):
@@ -53,7 +70,7 @@ def test_label_store_fractions_interventions_and_hesitation(tmp_path):
         write(store, np.linspace(0.0, 0.4, 40), Outcome.FAILURE, 1, corrections),
         write(store, steady, Outcome.SUCCESS, 1),
     ]
-    report = label_store(store, LabellingConfig(run="lab", horizon=5, progress_bins=10))
+    report = label_store(store, LabellingConfig(run="lab", horizon=5, neighbours=4))
     assert report.episodes == 4 and report.frames == 180
     indicators = {i: store.read_derived("indicator", "lab", i) for i in demo_ids + rollout_ids}
     advantages = {i: store.read_derived("advantage", "lab", i) for i in demo_ids + rollout_ids}
