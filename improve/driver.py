@@ -114,7 +114,8 @@ class RoundDriver:
         run = self.state.round_outputs(r)["labelling_run"]
         result = ray.get(self.policy_learner.train_round.remote(r, run))
         return {"policy_version": int(result["version"]), "policy_checkpoint": result["checkpoint"],
-                "policy_final_loss": result["final_loss"]}
+                "policy_final_loss": result["final_loss"], "policy_samples_per_s": result["samples_per_s"],
+                "policy_data_wait_fraction": result["data_wait_fraction"]}
 
     def _stage_deploy(self, r: int) -> dict[str, Any]:
         outputs = self.state.round_outputs(r)
@@ -190,6 +191,8 @@ class RoundDriver:
             self.monitor.log_role("policy_learner", r, {
                 "policy/final_loss": outputs.get("policy_final_loss", float("nan")),
                 "policy/version": float(outputs.get("policy_version", -1)),
+                "policy/samples_per_s": outputs.get("policy_samples_per_s", float("nan")),
+                "policy/data_wait_fraction": outputs.get("policy_data_wait_fraction", float("nan")),
             })
 
     def _per_arm_metrics(self, r: int, hz: float) -> dict[str, float]:

@@ -24,6 +24,8 @@ class PolicyLearnerActor:
             "frames": result.frames,
             "final_loss": float(result.losses[-1]) if result.losses else float("nan"),
             "wall_time_s": result.wall_time_s,
+            "samples_per_s": result.samples_per_s,
+            "data_wait_fraction": result.data_wait_fraction,
         }
 
 

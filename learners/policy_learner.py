@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from policy.checkpoint import list_versions, load_model, save_policy
 from policy.config import PolicyConfig
 from policy.factory import build_model
 from replay import EpisodeFilter, FrameIndex, Outcome, ReplayStore
-from replay.dataset import FrameWindowDataset, make_loader
+from replay.dataset import BackgroundBatches, FrameWindowDataset, make_loader
 
 
 @dataclass
@@ -116,6 +116,10 @@ class PolicyTrainResult:
     frames: int
     losses: list[float]
     wall_time_s: float
+    samples_per_s: float = float("nan")
+    """Training samples per second of the optimisation loop (waiting on data included)."""
+    data_wait_fraction: float = float("nan")
+    """Fraction of the optimisation loop spent waiting for the next batch (reading, decoding, converting)."""
 
 
 def cosine_learning_rate(step: int, total: int, peak: float, warmup: int = 100) -> float:
@@ -235,12 +239,26 @@ def train_policy_round(
     model.train()
     losses: list[float] = []
     step = 0
-    while step < config.steps:
-        for batch in loader:
-            if step >= config.steps:
-                break
-            inputs, targets = convert(batch)
-            inputs, targets = _to_device(inputs, targets, config.device)
+    data_s = compute_s = 0.0
+
+    def training_batches() -> Iterator[tuple[PolicyInputs, PolicyTargets]]:
+        while True:
+            produced = False
+            for batch in loader:
+                produced = True
+                yield _to_device(*convert(batch), config.device)
+            if not produced:
+                raise ValueError(
+                    f"{kept} usable frames make no full batch of {config.batch_size}: "
+                    "record more episodes or lower batch_size"
+                )
+
+    # Reading, decoding and converting the next batches overlaps the optimisation step in a thread.
+    with BackgroundBatches(training_batches(), depth=2) as batches:
+        while step < config.steps:
+            t0 = time.perf_counter()
+            inputs, targets = next(batches)
+            t1 = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = cosine_learning_rate(step, config.steps, config.learning_rate)
             loss = model.loss(inputs, targets)
@@ -250,6 +268,8 @@ def train_policy_round(
             optimizer.step()
             losses.append(float(loss.detach()))
             step += 1
+            data_s += t1 - t0
+            compute_s += time.perf_counter() - t1
             if step % config.log_every == 0 or step == config.steps:
                 log(
                     f"round {round_index} step {step}/{config.steps} loss {np.mean(losses[-config.log_every :]):.4f}"
@@ -275,7 +295,17 @@ def train_policy_round(
         },
     )
     log(f"round {round_index}: saved {folder}")
-    return PolicyTrainResult(folder, version, round_index, kept, losses, time.monotonic() - started)
+    loop_s = max(data_s + compute_s, 1e-9)
+    return PolicyTrainResult(
+        folder,
+        version,
+        round_index,
+        kept,
+        losses,
+        time.monotonic() - started,
+        samples_per_s=step * config.batch_size / loop_s,
+        data_wait_fraction=data_s / loop_s,
+    )
 
 
 def _to_device(

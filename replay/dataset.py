@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
+import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ from replay.store import ReplayStore, ensure_store
 from replay.verify import check_chunk
 
 OUTCOME_CODES = {Outcome.SUCCESS: 1, Outcome.FAILURE: 0, Outcome.UNLABELLED: -1}
+T = TypeVar("T")
 
 
 def _read(episode_id: str, array: str, chunk: int | None, read: Callable[[], np.ndarray]) -> np.ndarray:
@@ -319,3 +322,74 @@ def make_loader(
         persistent_workers=persistent_workers,
         **loader_options,
     )
+
+
+class _Raised:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+class BackgroundBatches(Generic[T]):
+    """Iterate ``batches`` in a daemon thread, up to ``depth`` items ahead of the consumer.
+
+    Reading in the training process (no DataLoader workers) otherwise serialises the first, cold pass's chunk
+    decoding with the optimisation step; zarr's decompression and torch's kernels both release the GIL, so a
+    thread overlaps them without a worker process's second cache and pickling. The thread also shares the
+    dataset's chunk cache. An exception in the producer is raised by the consumer's next ``next``; ``close``
+    (or leaving a ``with`` block) stops the producer.
+    """
+
+    def __init__(self, batches: Iterable[T], depth: int = 2) -> None:
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(iter(batches),), daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, batches: Iterator[T]) -> None:
+        try:
+            for item in batches:
+                if not self._put(item):
+                    return
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            self._put(_Raised(error))
+            return
+        self._put(_END)
+
+    def __iter__(self) -> BackgroundBatches[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._stop.is_set():
+            raise StopIteration
+        item = self._queue.get()
+        if item is _END:
+            self._stop.set()
+            raise StopIteration
+        if isinstance(item, _Raised):
+            self._stop.set()
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> BackgroundBatches[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -67,10 +67,11 @@ def record(url: str, seeds: range, expert: ExpertConfig) -> dict[str, list[str]]
 
 
 def update_results(path: Path, body: str) -> None:
-    """Replace (or append) the "## Value models" section, up to the next "## " heading."""
+    """Replace (or append) the "## Value models" section, up to the next "## " heading or "<!-- " marker (the
+    delimiters of other scripts' sections)."""
     text = path.read_text() if path.exists() else "# Results\n"
     section = f"{SECTION}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |^<!-- |\Z)", re.S | re.M)
     text = (
         pattern.sub(lambda _: section + "\n", text)
         if pattern.search(text)

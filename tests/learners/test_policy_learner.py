@@ -63,6 +63,7 @@ def test_rounds_train_save_provenance_and_deploy_in_run_episode(labelled_store, 
     assert first.version == 0 and len(first.losses) == 4 and first.frames == 80
     assert meta["labelling_run"] == "lab0" and meta["extraction"] == "recap" and meta["round"] == 0
     assert meta["started_from"] is None and len(meta["episodes"]) == 2
+    assert 0.0 <= first.data_wait_fraction <= 1.0 and first.samples_per_s > 0
     second = learner.train_round(1)
     meta = read_meta(second.checkpoint)
     assert second.version == 1 and meta["round"] == 1 and len(meta["episodes"]) == 3
@@ -78,6 +79,12 @@ def test_rounds_train_save_provenance_and_deploy_in_run_episode(labelled_store, 
     finally:
         sim.disconnect()
     assert result.steps == 5
+
+
+def test_too_few_frames_for_one_batch_is_a_clear_error(labelled_store, tmp_path):
+    config = learner_config(labelled_store, str(tmp_path / "ckpt"), batch_size=1000)
+    with pytest.raises(ValueError, match="no full batch of 1000"):
+        PolicyLearner(config, log=lambda _: None).train_round(0)
 
 
 @pytest.mark.parametrize("extraction", ["bc", "filtered_bc", "awr"])

@@ -105,3 +105,38 @@ def test_bad_arguments(store):
         FrameWindowDataset(store, cameras=("side",))
     with pytest.raises(ValueError, match="horizon"):
         FrameWindowDataset(store, horizon=-1)
+
+
+def test_background_batches_keep_order_and_stop_an_endless_producer():
+    import itertools
+
+    from replay.dataset import BackgroundBatches
+
+    produced = []
+
+    def endless():
+        for i in itertools.count():
+            produced.append(i)
+            yield i
+
+    with BackgroundBatches(endless(), depth=2) as batches:
+        assert [next(batches) for _ in range(5)] == [0, 1, 2, 3, 4]
+    assert not batches._thread.is_alive(), "closing stops the producer thread"
+    # The producer never ran more than the queue's depth (+ the item it was putting) ahead of the consumer.
+    assert len(produced) <= 5 + 2 + 1
+    assert list(BackgroundBatches(range(3))) == [0, 1, 2]
+
+
+def test_background_batches_raise_the_producers_error_in_the_consumer():
+    from replay.dataset import BackgroundBatches
+
+    def failing():
+        yield 1
+        raise ValueError("chunk 3 of episode e is corrupt")
+
+    batches = BackgroundBatches(failing())
+    assert next(batches) == 1
+    with pytest.raises(ValueError, match="chunk 3 of episode e"):
+        next(batches)
+    with pytest.raises(StopIteration):
+        next(batches)
