@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from results_sections import write_section  # scripts/ is on sys.path when a script runs
 
 from learners.policy_labels import LabellingConfig, label_store
 from learners.policy_learner import PolicyLearner, PolicyLearnerConfig
@@ -29,8 +29,6 @@ from learners.policy_sim_data import EvaluationResult, evaluate_policy, open_sim
 from policy import PolicyConfig, load_policy
 from robot_io.config import ExpertConfig, SimBoxConfig
 
-SECTION_START = "<!-- section: policy-extraction (scripts/results_policy.py) -->"
-SECTION_END = "<!-- end section: policy-extraction -->"
 # No stalls: a stall holds one motionless frame from a stage start to the time limit (hundreds of copies per
 # stalled episode, a fifth of all frames at stall 0.1), which outnumbers every other action at that state; the
 # loop's corrector takes over after 30 stalled steps, so such stretches do not reach a real store. RESULTS.md
@@ -44,15 +42,6 @@ EXPERT_KNOBS = ExpertConfig(
     stall_prob=0.0,
 )
 EVAL_SEED_OFFSET = 100_000
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace this script's delimited section of ``path`` (or append it), leaving other sections alone."""
-    section = f"{SECTION_START}\n{body.rstrip()}\n{SECTION_END}\n"
-    text = path.read_text() if path.exists() else "# vivarl results\n\n"
-    pattern = re.compile(re.escape(SECTION_START) + r".*?" + re.escape(SECTION_END) + r"\n?", re.DOTALL)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    path.write_text(text)
 
 
 def describe(config: PolicyConfig) -> str:
@@ -215,7 +204,7 @@ def main() -> None:
         )
     table = "\n".join(lines)
     print(table)
-    write_section(Path(args.out), table)
+    write_section(Path(args.out), "policy-extraction", table, source="scripts/results_policy.py")
 
 
 if __name__ == "__main__":

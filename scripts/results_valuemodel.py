@@ -5,7 +5,7 @@
 Records scripted-expert episodes in the box-assembly simulator with the hesitation / retry / drop knobs on (the
 expert's ``events`` say which fired; they become the evaluation's episode kinds), trains each model with the value
 learner on the training store, evaluates it on held-out episodes with ``learners.evaluate_value`` and writes the
-side-by-side table into the "## Value models" section of RESULTS.md (other sections are left alone) and the
+side-by-side table into the "value-models" section of RESULTS.md (other sections are left alone) and the
 value-curve plots into results/. Minutes on 2 CPU cores, not a test.
 """
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import time
 from pathlib import Path
 
 import torch
 import yaml
+from results_sections import write_section  # scripts/ is on sys.path when a script runs
 
 from learners.evaluate_value import evaluate_checkpoint
 from learners.value_learner import ValueLearner, ValueLearnerConfig
@@ -29,7 +29,6 @@ from valuemodel.config import ValueModelConfig
 from valuemodel.evaluate import SUMMARY_COLUMNS, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
-SECTION = "## Value models"
 TASK = "box_assembly"
 MODELS = {"ViVa": "tiny.yaml", "WVM": "wvm_tiny.yaml", "static baseline": "static.yaml"}
 
@@ -64,20 +63,6 @@ def record(url: str, seeds: range, expert: ExpertConfig) -> dict[str, list[str]]
     finally:
         sim.disconnect()
     return kinds
-
-
-def update_results(path: Path, body: str) -> None:
-    """Replace (or append) the "## Value models" section, up to the next "## " heading or "<!-- " marker (the
-    delimiters of other scripts' sections)."""
-    text = path.read_text() if path.exists() else "# Results\n"
-    section = f"{SECTION}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |^<!-- |\Z)", re.S | re.M)
-    text = (
-        pattern.sub(lambda _: section + "\n", text)
-        if pattern.search(text)
-        else text.rstrip() + "\n\n" + section
-    )
-    path.write_text(text.rstrip() + "\n")
 
 
 def main() -> int:
@@ -159,7 +144,10 @@ def main() -> int:
         "",
         "Plots: " + ", ".join(f"`results/value_{k}/value_curves.png`" for k in ("viva", "wvm", "static")),
     ]
-    update_results(REPO / "RESULTS.md", "\n".join(lines))
+    write_section(
+        REPO / "RESULTS.md", "value-models", "## Value models\n\n" + "\n".join(lines),
+        source="scripts/results_valuemodel.py",
+    )  # fmt: skip
     print("\n".join(lines))
     return 0
 

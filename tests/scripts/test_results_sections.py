@@ -1,0 +1,40 @@
+"""RESULTS.md sections: a results script rewrites its own section and nothing else."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+from results_sections import write_section  # noqa: E402
+
+
+def test_a_section_is_replaced_in_place_and_its_neighbours_are_left_alone(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text(
+        "# vivarl results\n\n"
+        "<!-- section: a (scripts/a.py) -->\nold a\n<!-- end section: a -->\n\n"
+        "## Hand-written\nnotes\n\n"
+        "<!-- section: b (scripts/b.py) -->\nold b\n<!-- end section: b -->\n"
+    )
+    write_section(results, "a", "## A\n\nnew a", source="scripts/a.py")
+    assert results.read_text() == (
+        "# vivarl results\n\n"
+        "<!-- section: a (scripts/a.py) -->\n## A\n\nnew a\n<!-- end section: a -->\n\n"
+        "## Hand-written\nnotes\n\n"
+        "<!-- section: b (scripts/b.py) -->\nold b\n<!-- end section: b -->\n"
+    )
+    write_section(results, "c", "new c")
+    assert results.read_text().endswith(
+        "old b\n<!-- end section: b -->\n\n<!-- section: c -->\nnew c\n<!-- end section: c -->\n"
+    )
+
+
+def test_the_first_section_creates_the_file(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    write_section(results, "a", "body", source="scripts/a.py")
+    assert (
+        results.read_text()
+        == "# vivarl results\n\n<!-- section: a (scripts/a.py) -->\nbody\n<!-- end section: a -->\n"
+    )
