@@ -25,7 +25,7 @@ class ExpertConfig:
     # Probability, per stage, of pausing (progress plateaus) and how long a pause lasts (control steps).
     hesitation_prob: float = 0.0
     hesitation_steps: list[int] = field(default_factory=lambda: [8, 20])
-    # Probability, per completed stage, of undoing it and redoing it (progress traces a V).
+    # Probability, per completed placement and flap fold, of undoing it and redoing it (progress traces a V).
     retry_prob: float = 0.0
     # Probability, per episode, of dropping the item mid-transport and giving up (a failure).
     drop_prob: float = 0.0

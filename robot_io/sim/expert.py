@@ -166,8 +166,10 @@ class ScriptedExpert:
         stall_draw, stall_stage = rng.random(), int(rng.integers(0, len(STAGES)))
         self.knobs = EpisodeKnobs(
             pause_steps=[n if u < cfg.hesitation_prob else 0 for u, n in pause_draws],
-            # Grasping is not undone on its own: its retry is the placement's.
-            retry=[False] + [bool(u < cfg.retry_prob) for u in retry_draws[1:]],
+            # Grasping is not undone on its own: its retry is the placement's. Closing the lid is not retried: the
+            # box holds, and the episode succeeds, as soon as the lid is shut and the hand has let go, before an
+            # undo could reach the lid, so a lid "retry" would be tagged without any V in progress.
+            retry=[False] + [bool(u < cfg.retry_prob) for u in retry_draws[1:3]] + [False],
             drop_at=drop_at if drop_draw < cfg.drop_prob else None,
             stall_stage=stall_stage if stall_draw < cfg.stall_prob else None,
         )
@@ -259,8 +261,7 @@ class ScriptedExpert:
             if stage == 1:
                 plan = skills.take_item_out(sim, start)
             else:
-                panel = "lid" if stage == 3 else "flap_right"
-                plan = skills.open_panel(sim, start, panel, UNDO_TARGET)
+                plan = skills.open_panel(sim, start, "flap_right", UNDO_TARGET)
             self.events.append(f"retry:{STAGES[stage]}")
         elif kind == "place":
             drop = self.knobs.drop_at if not self._dropped_once else None
@@ -270,9 +271,7 @@ class ScriptedExpert:
                 plan = skills.pick_item(sim, start)
                 plan += skills.carry_and_place(sim, plan[-1].target, drop)
         elif kind == "fold":
-            lid_retry = goal[1] == "lid" and self.knobs.retry[3] and 3 not in self._retries_done
-            # Before undoing the lid, the hand stays near it; withdrawing first would let the episode succeed.
-            plan = skills.fold_panel(sim, start, goal[1], withdraw=not lid_retry)
+            plan = skills.fold_panel(sim, start, goal[1])
         elif kind == "open":
             plan = skills.open_panel(sim, start, goal[1], OPEN_TARGET[goal[1]])
         elif kind == "set_down":

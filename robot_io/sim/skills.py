@@ -139,7 +139,7 @@ def _push_point(
     return panel.hinge + station + radius * panel.direction(angle) + clearance * panel.outer_normal(angle)
 
 
-def fold_panel(sim: BoxAssemblySim, start: np.ndarray, name: str, withdraw: bool = True) -> list[Waypoint]:
+def fold_panel(sim: BoxAssemblySim, start: np.ndarray, name: str) -> list[Waypoint]:
     """Push a flap or the lid shut along an arc about its hinge, pressing on its outer face."""
     panel = sim.layout.panels()[name]
     yaw, radius = PUSH_YAW[name], PUSH_RADIUS[name]
@@ -153,9 +153,8 @@ def fold_panel(sim: BoxAssemblySim, start: np.ndarray, name: str, withdraw: bool
         clearance = 0.010 + 0.005 * np.cos(phi)
         point = _push_point(panel, station, radius, phi, clearance)
         plan.append(_wp(point, yaw, CLOSED, speed=0.02, label=f"fold_{name}:push"))
-    if withdraw:
-        final = plan[-1].target[:3] + np.array([0.0, 0.0, 0.05])
-        plan.append(_wp(final, yaw, CLOSED, finish=True, label=f"fold_{name}:withdraw"))
+    final = plan[-1].target[:3] + np.array([0.0, 0.0, 0.05])
+    plan.append(_wp(final, yaw, CLOSED, finish=True, label=f"fold_{name}:withdraw"))
     return plan
 
 

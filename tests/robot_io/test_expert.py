@@ -91,7 +91,9 @@ def test_retry_traces_a_v_and_recovers(sim):
         drawdown = np.maximum.accumulate(progress) - progress
         assert robot.task.success and progress[-1] == 1.0
         assert drawdown.max() > 0.1, "an undone stage must make progress fall clearly"
-        assert {"retry:place_item", "retry:fold_flaps", "retry:close_lid"} <= set(expert.events)
+        assert {"retry:place_item", "retry:fold_flaps"} <= set(expert.events)
+        # A lid retry could not happen (success ends the episode once the lid is shut), so none is drawn.
+        assert "retry:close_lid" not in expert.events
     finally:
         robot.disconnect()
 
