@@ -1,13 +1,14 @@
 """learners: what turns recorded episodes into better models.
 
 Exposes the value learner (``ValueLearner``, ``ValueLearnerConfig``, its Ray actor ``launch_value_learner``),
-RECAP advantage labelling (``recap_advantages``, ``binarize_advantages``, ``awr_weights``, ``wvm_delta``,
-``label_store`` with ``LabellingConfig``) and the policy learner (``PolicyLearner``, ``PolicyLearnerConfig``,
-``train_policy_round``, its Ray actor ``launch_policy_learner``). Ray is imported only by the actor modules, and
-the simulator only by ``learners.policy_sim_data`` (scripts and tests), so importing this package pulls in neither.
+backbone pretraining on recorded video (``pretrain_backbone``, ``BackbonePretrainConfig``), RECAP advantage
+labelling (``recap_advantages``, ``binarize_advantages``, ``awr_weights``, ``wvm_delta``, ``label_store`` with
+``LabellingConfig``) and the policy learner (``PolicyLearner``, ``PolicyLearnerConfig``, ``train_policy_round``,
+its Ray actor ``launch_policy_learner``). Ray is imported only by the actor modules, and the simulator only by ``learners.policy_sim_data`` (scripts and tests), so importing this package pulls in neither.
 """
 
 from learners.advantage import awr_weights, binarize_advantages, recap_advantages, wvm_delta
+from learners.backbone_pretrain import BackbonePretrainConfig, pretrain_backbone
 from learners.policy_actor import launch_policy_learner
 from learners.policy_labels import LabellingConfig, LabellingReport, label_store
 from learners.policy_learner import PolicyLearner, PolicyLearnerConfig, PolicyTrainResult, train_policy_round
@@ -16,6 +17,7 @@ from learners.value_data import ValueDataStats
 from learners.value_learner import NonFiniteLossError, ValueLearner, ValueLearnerConfig
 
 __all__ = [
+    "BackbonePretrainConfig",
     "LabellingConfig",
     "LabellingReport",
     "NonFiniteLossError",
@@ -30,6 +32,7 @@ __all__ = [
     "label_store",
     "launch_policy_learner",
     "launch_value_learner",
+    "pretrain_backbone",
     "recap_advantages",
     "train_policy_round",
     "wvm_delta",

@@ -2,7 +2,8 @@
 
 ``wan2.2-ti2v-5b`` reads the diffusers layout of "Wan-AI/Wan2.2-TI2V-5B-Diffusers" from a local folder
 (``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``) and never downloads. ``tiny`` and ``mid`` are
-random-init presets of the same classes. diffusers and transformers are imported inside the functions that need
+presets of the same classes: random init, or, when ``pretrained_dir`` is set, read from a folder of the same layout
+(``transformer/``, ``vae/``), e.g. one written by ``vivarl-pretrain-backbone`` from recorded video. diffusers and transformers are imported inside the functions that need
 them, so importing ``valuemodel`` stays light.
 """
 
@@ -160,8 +161,8 @@ def check_pretrained_dir(pretrained_dir: str | Path, need_text: bool) -> Path:
     missing = [s for s in subdirs if not (root / s).is_dir()]
     if missing:
         raise FileNotFoundError(
-            f"{root} is not a diffusers Wan2.2-TI2V-5B folder: missing {missing} (expected transformer/, vae/, "
-            "text_encoder/, tokenizer/ as in Wan-AI/Wan2.2-TI2V-5B-Diffusers)"
+            f"{root} is not a diffusers Wan backbone folder: missing {missing} (expected {', '.join(subdirs)} as in "
+            "Wan-AI/Wan2.2-TI2V-5B-Diffusers, or transformer/ and vae/ from vivarl-pretrain-backbone)"
         )
     return root
 
@@ -175,7 +176,7 @@ def build_backbone(config: ValueModelConfig, load_weights: bool = True) -> Backb
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
     dtype = torch_dtype(config.dtype)
-    if config.size in PRESETS or config.random_weights:
+    if not config.pretrained_dir and (config.size in PRESETS or config.random_weights):
         transformer_kwargs, vae_kwargs = PRESETS.get(config.size, (WAN22_5B_TRANSFORMER, WAN22_5B_VAE))
         vae = AutoencoderKLWan(**vae_kwargs)
         z_dim = vae_kwargs["z_dim"]

@@ -31,9 +31,10 @@ class ValueModelConfig:
     size: str = "tiny"
     """Backbone size: ``tiny`` (random init, CPU), ``mid`` (random init, GPU benchmarks) or ``wan2.2-ti2v-5b``."""
     pretrained_dir: str = ""
-    """Local diffusers folder of Wan2.2-TI2V-5B (``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``).
+    """Local diffusers folder to load the backbone from; nothing is ever downloaded.
 
-    Read only for ``wan2.2-ti2v-5b``; nothing is ever downloaded."""
+    ``wan2.2-ti2v-5b``: Wan2.2-TI2V-5B (``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``). ``tiny`` and
+    ``mid``: optional ``transformer/`` and ``vae/`` of that size (``vivarl-pretrain-backbone``); empty: random init."""
     random_weights: bool = False
     """Build the ``wan2.2-ti2v-5b`` architecture with random weights and no folder (benchmarks only)."""
     cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])

@@ -1,0 +1,91 @@
+"""Backbone pretraining on recorded video, and its folder loaded by the value models through ``pretrained_dir``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from learners.backbone_pretrain import (
+    BackbonePretrainConfig,
+    clip_indices,
+    main,
+    pretrain_backbone,
+    read_video,
+)
+from learners.value_data import write_synthetic_store
+from replay import ReplayStore
+from valuemodel.config import ValueModelConfig
+from valuemodel.interface import ValueBatch
+from valuemodel.viva import ViVaModel
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrain")
+    store, _ = write_synthetic_store(
+        str(root / "store"), ["expert", "retry"], image_size=32, length_range=(12, 14)
+    )
+    config = BackbonePretrainConfig(
+        store_url=str(root / "store"), out_dir=str(root / "wan"),
+        image_height=32, image_width=32, vae_steps=4, vae_batch_size=4, video_steps=4, video_batch_size=4,
+        frame_stride=3,
+    )  # fmt: skip
+    report = pretrain_backbone(config)
+    return root, store, report
+
+
+def test_writes_the_diffusers_layout_with_latent_statistics(pretrained):
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    root, _, report = pretrained
+    assert (root / "wan" / "vae" / "config.json").is_file()
+    assert (root / "wan" / "transformer" / "config.json").is_file()
+    assert np.isfinite(report["vae_loss"]) and np.isfinite(report["video_loss"])
+    vae = AutoencoderKLWan.from_pretrained(root / "wan" / "vae")
+    # The latent statistics were measured on the data, not left at the preset's 0 / 1.
+    assert vae.config.latents_mean != [0.0] * 4 and vae.config.latents_std != [1.0] * 4
+    WanTransformer3DModel.from_pretrained(root / "wan" / "transformer")
+    info = json.loads((root / "wan" / "pretrain.json").read_text())
+    assert info["cameras"] == ["front", "wrist"]
+
+
+def test_tiny_value_model_loads_the_pretrained_folder(pretrained):
+    from diffusers import AutoencoderKLWan
+
+    root, _, _ = pretrained
+    config = ValueModelConfig.preset(
+        "tiny", "viva", pretrained_dir=str(root / "wan"), image_height=32, image_width=32
+    )
+    model = ViVaModel(config)
+    saved = AutoencoderKLWan.from_pretrained(root / "wan" / "vae").state_dict()
+    for name, tensor in saved.items():
+        assert torch.equal(model.vae.vae.state_dict()[name], tensor), name
+    assert model.vae.latents_std.flatten().tolist() == pytest.approx(
+        AutoencoderKLWan.load_config(root / "wan" / "vae")["latents_std"]
+    )
+    images = {c: torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8) for c in config.cameras}
+    prediction = model.predict(ValueBatch(task_id=torch.zeros(2, dtype=torch.long), images=images,
+                                          state=torch.zeros(2, config.state_dim)))  # fmt: skip
+    assert prediction.value.shape == (2,) and torch.isfinite(prediction.value).all()
+
+
+def test_clips_stay_inside_their_episode(pretrained):
+    _, store, _ = pretrained
+    video = read_video(store, ["front"], 32, 32, max_frames=10_000)
+    anchors = np.arange(len(video.frames))
+    index = clip_indices(video, anchors, clip_frames=3, stride=5)
+    assert (index >= video.episode_start[anchors, None]).all()
+    assert (index < video.episode_end[anchors, None]).all()
+    assert (np.diff(index, axis=1) >= 0).all()
+
+
+def test_empty_store_and_unknown_camera_are_clear_errors(tmp_path, pretrained):
+    _, store, _ = pretrained
+    ReplayStore.create(str(tmp_path / "empty"), store.schema)
+    with pytest.raises(ValueError, match="no committed episodes"):
+        pretrain_backbone(
+            BackbonePretrainConfig(store_url=str(tmp_path / "empty"), out_dir=str(tmp_path / "o"))
+        )
+    with pytest.raises(ValueError, match="not in store"):
+        main(["--store", str(pretrained[0] / "store"), "--out", str(tmp_path / "o"), "--cameras", "top"])
