@@ -8,6 +8,7 @@ A resumed run therefore neither loses nor duplicates an episode.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,22 @@ def spread_seeds(count: int, arms: list[str], first_seed: int) -> dict[str, list
     return {arm: seeds for arm, seeds in plan.items() if seeds}
 
 
+def wait_until_reachable(actor: Any, timeout_s: float) -> bool:
+    """Poll the actor's ``info`` until it answers (True), it is dead for good or ``timeout_s`` passes (False)."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.info.remote(), timeout=max(0.1, deadline - time.monotonic()))
+            return True
+        except ray.exceptions.ActorUnavailableError:
+            time.sleep(0.5)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return False
+    return False
+
+
 def collect(
     store: ReplayStore,
     actors: dict[str, Any],
@@ -46,11 +63,13 @@ def collect(
     max_attempts: int,
     before_attempt: Callable[[], None] = lambda: None,
     on_progress: Callable[[int], None] = lambda done: None,
+    restart_timeout_s: float = 300.0,
 ) -> list[Any]:
     """Make the store hold ``target`` committed episodes of (round, purpose); returns their records.
 
     ``before_attempt`` runs before each attempt (the driver re-sends the deployed policy there, since a
-    restarted actor comes back without one).
+    restarted actor comes back without one). An arm that Ray is restarting is waited for, up to
+    ``restart_timeout_s``, before the next attempt.
     """
     import ray
 
@@ -71,6 +90,10 @@ def collect(
                 ray.get(ready[0])
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
                 log.warning("arm %s failed during %s of round %d: %s", arm, purpose, round_index, err)
+                if isinstance(err, ray.exceptions.ActorUnavailableError):
+                    # Ray is still restarting the arm's process: an attempt made now would fail at once, so
+                    # without waiting a slow restart (a loaded machine, a robot's slow connect) burns them all.
+                    wait_until_reachable(actors[arm], restart_timeout_s)
             on_progress(len(committed_episodes(store, round_index, purpose)))
     records = committed_episodes(store, round_index, purpose)
     if len(records) < target:
