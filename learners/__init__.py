@@ -4,7 +4,8 @@ Exposes the value learner (``ValueLearner``, ``ValueLearnerConfig``, its Ray act
 backbone pretraining on recorded video (``pretrain_backbone``, ``BackbonePretrainConfig``), RECAP advantage
 labelling (``recap_advantages``, ``binarize_advantages``, ``awr_weights``, ``wvm_delta``, ``label_store`` with
 ``LabellingConfig``) and the policy learner (``PolicyLearner``, ``PolicyLearnerConfig``, ``train_policy_round``,
-its Ray actor ``launch_policy_learner``). Ray is imported only by the actor modules, and the simulator only by ``learners.policy_sim_data`` (scripts and tests), so importing this package pulls in neither.
+its Ray actor ``launch_policy_learner``). Ray is imported only by the actor modules, and the simulator only by
+``learners.policy_sim_data`` (scripts and tests), so importing this package pulls in neither.
 """
 
 from learners.advantage import awr_weights, binarize_advantages, recap_advantages, wvm_delta

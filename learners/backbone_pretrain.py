@@ -34,7 +34,8 @@ import torch
 
 from learners.value_learner import learning_rate_factor
 from replay import ReplayStore
-from valuemodel.backbone import PRESETS
+from valuemodel.backbone import PRESETS, tokens_per_frame
+from valuemodel.config import ValueModelConfig
 from valuemodel.flow import noisy_latents, sample_sigma, token_timesteps, weighted_flow_loss
 from valuemodel.images import fit_images
 
@@ -206,8 +207,7 @@ def train_video_transformer(
     transformer = WanTransformer3DModel(**{**transformer_kwargs, "in_channels": z_dim, "out_channels": z_dim})
     cameras = video.frames.shape[1]
     per_camera = latents.reshape(len(video.frames), cameras, *latents.shape[1:])
-    _, patch_h, patch_w = transformer.config.patch_size
-    tokens_per_frame = (latents.shape[2] // patch_h) * (latents.shape[3] // patch_w)
+    frame_tokens = tokens_per_frame(transformer, tuple(latents.shape[1:]))
     # Frames are time-major, camera-minor; the first time step (every camera) is the clean condition.
     target = torch.tensor([0.0] * cameras + [1.0] * cameras * (config.clip_frames - 1))
     text = torch.zeros(config.video_batch_size, 1, int(transformer.config.text_dim))
@@ -218,7 +218,7 @@ def train_video_transformer(
         clean = per_camera[index].flatten(1, 2).transpose(1, 2)  # (B, C, T * cameras, h, w)
         noise = torch.randn_like(clean)
         sigma = sample_sigma(clean.shape[0], config.shift, clean.device)
-        timesteps = token_timesteps(sigma, target, tokens_per_frame, 1000)
+        timesteps = token_timesteps(sigma, target, frame_tokens, ValueModelConfig.num_train_timesteps)
         velocity = transformer(
             noisy_latents(clean, noise, sigma, target), timestep=timesteps, encoder_hidden_states=text,
             return_dict=False,

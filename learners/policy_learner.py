@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from learners.loop_timing import LoopTiming
 from learners.policy_data import (
     EXTRACTIONS,
     BatchConverter,
@@ -239,7 +240,7 @@ def train_policy_round(
     model.train()
     losses: list[float] = []
     step = 0
-    data_s = compute_s = 0.0
+    timing = LoopTiming()
 
     def training_batches() -> Iterator[tuple[PolicyInputs, PolicyTargets]]:
         while True:
@@ -268,8 +269,7 @@ def train_policy_round(
             optimizer.step()
             losses.append(float(loss.detach()))
             step += 1
-            data_s += t1 - t0
-            compute_s += time.perf_counter() - t1
+            timing.add(t0, t1, time.perf_counter())
             if step % config.log_every == 0 or step == config.steps:
                 log(
                     f"round {round_index} step {step}/{config.steps} loss {np.mean(losses[-config.log_every :]):.4f}"
@@ -295,7 +295,6 @@ def train_policy_round(
         },
     )
     log(f"round {round_index}: saved {folder}")
-    loop_s = max(data_s + compute_s, 1e-9)
     return PolicyTrainResult(
         folder,
         version,
@@ -303,8 +302,8 @@ def train_policy_round(
         kept,
         losses,
         time.monotonic() - started,
-        samples_per_s=step * config.batch_size / loop_s,
-        data_wait_fraction=data_s / loop_s,
+        samples_per_s=timing.samples_per_s(step, config.batch_size),
+        data_wait_fraction=timing.data_wait_fraction,
     )
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from learners.loop_timing import LoopTiming
 from learners.value_data import (
     LatentCache,
     ValueBatchAdapter,
@@ -444,7 +445,7 @@ class TrainingRun:
         if self._iterator is None:
             self._iterator = self.batches()
         model.train()
-        data_s = compute_s = 0.0
+        timing = LoopTiming()
         start_step, losses = self.step, []
         while self.step < until_step and not should_stop():
             t0 = time.perf_counter()
@@ -468,8 +469,7 @@ class TrainingRun:
             self.schedule.step()
             self.step += 1
             losses.append(out["loss"].item())
-            data_s += t1 - t0
-            compute_s += time.perf_counter() - t1
+            timing.add(t0, t1, time.perf_counter())
             if cfg.log_every and self.step % cfg.log_every == 0:
                 log.info("value step %d loss %.4f", self.step, float(np.mean(losses[-cfg.log_every :])))
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
@@ -478,8 +478,8 @@ class TrainingRun:
         self.learner.metrics = {
             "steps": float(steps),
             "loss": float(np.mean(losses[-50:])) if losses else float("nan"),
-            "data_wait_fraction": data_s / max(data_s + compute_s, 1e-9),
-            "samples_per_s": steps * cfg.batch_size / max(data_s + compute_s, 1e-9),
+            "data_wait_fraction": timing.data_wait_fraction,
+            "samples_per_s": timing.samples_per_s(steps, cfg.batch_size),
         }
 
     def _nonfinite(self, value: torch.Tensor, losses: dict[str, torch.Tensor], raw: dict[str, Any]) -> bool:

@@ -38,7 +38,7 @@ from learners.value_learner import ValueLearner, ValueLearnerConfig
 from replay import Outcome, ReplayStore, StoreSchema
 from robot_io.config import ExpertConfig, SimBoxConfig
 from valuemodel.config import ValueModelConfig
-from valuemodel.evaluate import SUMMARY_COLUMNS, evaluate_curves, markdown_table
+from valuemodel.evaluate import SUMMARY_COLUMNS, evaluate_curves, finite_mean, markdown_table
 from valuemodel.targets import episode_value_targets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,12 +78,6 @@ def record(url: str, seeds: range, expert: ExpertConfig) -> dict[str, list[str]]
     finally:
         sim.disconnect()
     return kinds
-
-
-def finite_mean(values: list[float]) -> float:
-    """Mean over seeds of a metric; NaN when no seed had episodes it applies to."""
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
 
 
 def target_reference(store: ReplayStore, kinds: dict[str, tuple[str, ...]], out: Path) -> dict[str, float]:
@@ -221,7 +215,7 @@ def main() -> int:
             per_seed[name].append(summary[name])
             timings.setdefault(name, timing)
             reference = summary["ground truth (reference)"]
-        summaries[name] = {k: finite_mean([s[k] for s in per_seed[name]]) for k in per_seed[name][0]}
+        summaries[name] = {k: finite_mean(per_seed[name], k) for k in per_seed[name][0]}
     target = target_reference(eval_store, kinds, work / "target_reference")
     ordered = {**summaries, "RECAP target (reference)": target, "ground truth (reference)": reference}
     counts = {

@@ -166,14 +166,15 @@ def episode_metrics(curve: EpisodeCurve, settings: EventSettings) -> dict[str, A
     return out
 
 
-def _mean(rows: Sequence[dict[str, Any]], key: str) -> float:
+def finite_mean(rows: Sequence[dict[str, Any]], key: str) -> float:
+    """Mean of ``row[key]`` over the rows where it is finite (a metric applies only to some episodes); NaN if none."""
     values = [r[key] for r in rows if np.isfinite(r[key])]
     return float(np.mean(values)) if values else float("nan")
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Averages over the episodes each metric applies to; detection rates pooled over events."""
-    summary = {key: _mean(rows, key) for key in ("voc", "pearson", "spearman", "hes_rmse", "retry_voc")}
+    summary = {key: finite_mean(rows, key) for key in ("voc", "pearson", "spearman", "hes_rmse", "retry_voc")}
     for name, total, hit in (("milestone_rate", "milestones", "milestones_detected"),
                              ("error_rate", "errors", "errors_detected")):  # fmt: skip
         events = sum(r[total] for r in rows)
