@@ -38,7 +38,13 @@ from learners.value_learner import ValueLearner, ValueLearnerConfig
 from replay import Outcome, ReplayStore, StoreSchema
 from robot_io.config import ExpertConfig, SimBoxConfig
 from valuemodel.config import ValueModelConfig
-from valuemodel.evaluate import SUMMARY_COLUMNS, evaluate_curves, finite_mean, markdown_table
+from valuemodel.evaluate import (
+    SUMMARY_COLUMNS,
+    evaluate_curves,
+    finite_mean,
+    markdown_table,
+    paired_difference,
+)
 from valuemodel.targets import episode_value_targets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +52,7 @@ TASK = "box_assembly"
 TIME_LIMIT = 400
 MODELS = {"ViVa": "tiny.yaml", "WVM": "wvm_tiny.yaml", "static baseline": "static.yaml"}
 CAMERAS = ["front", "wrist"]
+BASELINE = "static baseline"
 
 
 def kinds_from_events(events: list[str], success: bool) -> list[str]:
@@ -95,7 +102,7 @@ def target_reference(store: ReplayStore, kinds: dict[str, tuple[str, ...]], out:
 def train_and_evaluate(
     name: str, model_config: ValueModelConfig, args: argparse.Namespace, work: Path,
     eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], out: Path, seed: int,
-) -> tuple[dict, tuple[float, float, dict]]:  # fmt: skip
+) -> tuple[dict, list[dict], tuple[float, float, dict]]:  # fmt: skip
     t0 = time.monotonic()
     static = model_config.kind == "static"
     learner_config = ValueLearnerConfig(
@@ -111,7 +118,31 @@ def train_and_evaluate(
     eval_s = time.monotonic() - t0 - train_s
     print(f"{name} (seed {seed}): v{version:06d} trained {train_s:.0f} s, evaluated in {eval_s:.0f} s")
     print(report["table"])
-    return report["summary"], (train_s, eval_s, learner.metrics)
+    return report["summary"], report["episodes"], (train_s, eval_s, learner.metrics)
+
+
+def comparison_table(episode_rows: dict[str, list[dict]], seeds: list[int]) -> str:
+    """Each model minus the static baseline on the goal's two metrics, with 90% paired-bootstrap intervals."""
+    lines = [
+        f"Difference from the {BASELINE} on the same held-out episodes (model minus baseline; per-episode metrics "
+        f"averaged over the {len(seeds)} training seed(s) first, then a 90% BCa bootstrap over episodes, "
+        "`valuemodel.evaluate.paired_difference`; the interval covers which episodes were drawn, not the "
+        "seed-to-seed spread):",
+        "",
+        "| model | Retry-VOC difference [90% interval] | ErrDR difference [90% interval] |",
+        "|---|---|---|",
+    ]
+    for name, rows in episode_rows.items():
+        if name == BASELINE:
+            continue
+        cells = []
+        for key in ("retry_voc", "error_rate"):
+            d = paired_difference(rows, episode_rows[BASELINE], key)
+            cells.append(
+                f"{d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] ({int(d['episodes'])} episodes)"
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -124,8 +155,13 @@ def main() -> int:
         "--static-lr", type=float, default=1e-3, help="peak learning rate of the static baseline"
     )
     parser.add_argument("--train-retry", type=float, default=0.0, help="retry knob of the training episodes")
-    parser.add_argument("--pretrain-vae-steps", type=int, default=400)
+    parser.add_argument("--pretrain-vae-steps", type=int, default=BackbonePretrainConfig.vae_steps)
+    parser.add_argument("--pretrain-vae-batch-size", type=int, default=BackbonePretrainConfig.vae_batch_size)
     parser.add_argument("--pretrain-video-steps", type=int, default=2000)
+    parser.add_argument(
+        "--pretrain-transformer-overrides", type=json.loads, default={},
+        help='JSON of Wan transformer kwargs over the tiny preset, e.g. \'{"num_layers": 4}\'',
+    )  # fmt: skip
     parser.add_argument(
         "--no-pretrain", action="store_true", help="ViVa and WVM on random-init backbones only"
     )
@@ -179,7 +215,8 @@ def main() -> int:
     if not args.no_pretrain:
         pretrain_config = BackbonePretrainConfig(
             store_url=str(work / "train"), out_dir=str(work / "wan_tiny_pretrained"), cameras=CAMERAS,
-            vae_steps=args.pretrain_vae_steps, video_steps=args.pretrain_video_steps,
+            vae_steps=args.pretrain_vae_steps, vae_batch_size=args.pretrain_vae_batch_size,
+            video_steps=args.pretrain_video_steps, transformer_overrides=args.pretrain_transformer_overrides,
         )  # fmt: skip
         done = Path(pretrain_config.out_dir) / "pretrain.json"
         pretrain_report = (
@@ -197,7 +234,7 @@ def main() -> int:
         runs += [
             (f"{name}, random-init backbone", MODELS[name], "") for name in ("ViVa", "WVM") if name in models
         ]
-    summaries, timings, plots, per_seed = {}, {}, [], {}
+    summaries, timings, plots, per_seed, episode_rows = {}, {}, [], {}, {}
     for name, config_file, backbone_dir in runs:
         fields = yaml.safe_load((REPO / "configs/valuemodel" / config_file).read_text())
         model_config = ValueModelConfig(**{**fields, "pretrained_dir": backbone_dir})
@@ -205,14 +242,15 @@ def main() -> int:
         ablation = bool(pretrained_dir) and model_config.kind != "static" and not backbone_dir
         out = Path(args.plots) / f"value_{model_config.kind}{'_random_init' if ablation else ''}"
         plots.append(out / "value_curves.png")
-        per_seed[name] = []
+        per_seed[name], episode_rows[name] = [], []
         for i, seed in enumerate(seeds):
             # The first seed's curves are the plotted ones; the others are kept in the work folder.
             folder = out if i == 0 else work / "eval_out" / f"{out.name}_s{seed}"
-            summary, timing = train_and_evaluate(
+            summary, rows, timing = train_and_evaluate(
                 name, model_config, args, work, eval_store, kinds, folder, seed
             )
             per_seed[name].append(summary[name])
+            episode_rows[name] += rows
             timings.setdefault(name, timing)
             reference = summary["ground truth (reference)"]
         summaries[name] = {k: finite_mean(per_seed[name], k) for k in per_seed[name][0]}
@@ -226,8 +264,10 @@ def main() -> int:
         f"`scripts/results_valuemodel.py --train-episodes {args.train_episodes} --eval-episodes "
         f"{args.eval_episodes} --steps {args.steps} --lr {args.lr:g} --static-lr {args.static_lr:g} "
         f"--train-retry {args.train_retry:g}"
-        + (" --no-pretrain" if args.no_pretrain else f" --pretrain-vae-steps {args.pretrain_vae_steps} "
+        + (" --no-pretrain" if args.no_pretrain else f" --pretrain-vae-steps {args.pretrain_vae_steps} --pretrain-vae-batch-size {args.pretrain_vae_batch_size} "
            f"--pretrain-video-steps {args.pretrain_video_steps}")
+        + (f" --pretrain-transformer-overrides '{json.dumps(args.pretrain_transformer_overrides)}'"
+           if args.pretrain_transformer_overrides else "")
         + (" --ablate-pretraining" if args.ablate_pretraining else "")
         + (f" --models '{args.models}'" if models != list(MODELS) else "")
         + (f" --seeds {args.seeds}" if seeds != [0] else "")
@@ -248,11 +288,13 @@ def main() -> int:
         "",
     ]
     if pretrain_report:
+        arch = json.loads((Path(pretrained_dir) / "transformer" / "config.json").read_text())
         lines += [
             f"ViVa and WVM start from a tiny Wan backbone pretrained by `vivarl-pretrain-backbone` on the training "
             f"episodes' camera frames only ({int(pretrain_report['frames'])} frames x 2 cameras, no labels: VAE "
-            f"{args.pretrain_vae_steps} steps as an autoencoder, final MSE {pretrain_report['vae_loss']:.3f}; "
-            f"transformer {args.pretrain_video_steps} steps as a first-frame-conditioned video generator, final flow "
+            f"{args.pretrain_vae_steps} steps of batch {args.pretrain_vae_batch_size} as an autoencoder, final MSE {pretrain_report['vae_loss']:.3f}; "
+            f"transformer ({arch['num_layers']} blocks of width {arch['num_attention_heads'] * arch['attention_head_dim']}, "
+            f"FFN {arch['ffn_dim']}) {args.pretrain_video_steps} steps as a first-frame-conditioned video generator, final flow "
             f"loss {pretrain_report['video_loss']:.3f}; {pretrain_report['seconds'] / 60:.1f} min), the small-scale "
             "stand-in for the pretrained Wan2.2 weights that cannot be downloaded here. The static baseline learns "
             "its own CNN from the same frames with labels.",
@@ -283,6 +325,8 @@ def main() -> int:
             cells = [", ".join(f"{r[k]:.2f}" if np.isfinite(r[k]) else "n/a" for r in rows)
                      for k in ("voc", "retry_voc", "error_rate")]  # fmt: skip
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if BASELINE in episode_rows:
+        lines += ["", comparison_table(episode_rows, seeds)]
     lines += ["", "Plots: " + ", ".join(f"`{os.path.relpath(p, REPO)}`" for p in plots)]
     title = "Value models" if args.section == "value-models" else f"Value models ({args.section})"
     write_section(

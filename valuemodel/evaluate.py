@@ -23,6 +23,7 @@ not inferred: the expert's own motion has plateaus as long as its pauses, so a p
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -184,6 +185,89 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     for kind in EPISODE_KINDS:
         summary[f"episodes_{kind}"] = float(sum(kind in r["kinds"] for r in rows))
     return summary
+
+
+RATE_COUNTS = {
+    "milestone_rate": ("milestones", "milestones_detected"),
+    "error_rate": ("errors", "errors_detected"),
+}
+
+
+def episode_means(rows: Sequence[dict[str, Any]], key: str) -> dict[str, tuple[float, ...]]:
+    """episode id -> the metric ``key`` averaged over that episode's rows (one row per training seed).
+
+    Mean metrics give (value,); detection rates give (events, detected), so that pooling stays a ratio of sums.
+    Episodes where a mean metric does not apply (NaN) are left out.
+    """
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["episode_id"], []).append(row)
+    out: dict[str, tuple[float, ...]] = {}
+    for episode_id, group in grouped.items():
+        if key in RATE_COUNTS:
+            total, hit = RATE_COUNTS[key]
+            out[episode_id] = (
+                float(np.mean([r[total] for r in group])),
+                float(np.mean([r[hit] for r in group])),
+            )
+        else:
+            value = finite_mean(group, key)
+            if np.isfinite(value):
+                out[episode_id] = (value,)
+    return out
+
+
+def paired_difference(
+    rows_a: Sequence[dict[str, Any]], rows_b: Sequence[dict[str, Any]], key: str, *,
+    confidence: float = 0.9, n_resamples: int = 2000, seed: int = 0,
+) -> dict[str, float]:  # fmt: skip
+    """Model A minus model B on one metric over the episodes both were scored on, with a bootstrap interval.
+
+    Rows are ``episode_metrics`` rows (several seeds per episode are averaged first). Episodes are resampled in
+    pairs (``scipy.stats.bootstrap``, BCa), so the interval reflects which episodes were drawn, not the spread
+    between training seeds: report the per-seed values beside it. Detection rates are pooled over events in each
+    resample, as in ``summarise``.
+    """
+    from scipy import stats
+
+    a, b = episode_means(rows_a, key), episode_means(rows_b, key)
+    shared = sorted(set(a) & set(b))
+    if key in RATE_COUNTS:
+        shared = [e for e in shared if a[e][0] > 0]
+    nan = float("nan")
+    if len(shared) < 2:
+        return {"difference": nan, "low": nan, "high": nan, "episodes": float(len(shared))}
+    if key in RATE_COUNTS:
+        events = np.array([a[e][0] for e in shared])
+        hits_a, hits_b = np.array([a[e][1] for e in shared]), np.array([b[e][1] for e in shared])
+
+        def statistic(n: np.ndarray, x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+            return (x.sum(axis) - y.sum(axis)) / n.sum(axis)
+
+        samples: tuple[np.ndarray, ...] = (events, hits_a, hits_b)
+    else:
+        diff = np.array([a[e][0] - b[e][0] for e in shared])
+
+        def statistic(d: np.ndarray, axis: int = -1) -> np.ndarray:
+            return d.mean(axis)
+
+        samples = (diff,)
+    point = float(statistic(*samples))
+    interval = (point, point)
+    # BCa first; it is undefined when every resample gives the same statistic (e.g. both models detect the
+    # same falls in every episode), where the percentile interval is the honest answer (here: the point).
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = stats.bootstrap(
+                samples, statistic, paired=True, vectorized=True, confidence_level=confidence,
+                n_resamples=n_resamples, method=method, rng=np.random.default_rng(seed),
+            )  # fmt: skip
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        if np.isfinite(low) and np.isfinite(high):
+            interval = (low, high)
+            break
+    return {"difference": point, "low": interval[0], "high": interval[1], "episodes": float(len(shared))}
 
 
 def markdown_table(summaries: dict[str, dict[str, float]]) -> str:

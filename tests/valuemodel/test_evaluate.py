@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from valuemodel.evaluate import (
     EpisodeCurve,
@@ -14,6 +15,7 @@ from valuemodel.evaluate import (
     evaluate_curves,
     infer_kinds,
     markdown_table,
+    paired_difference,
     summarise,
 )
 
@@ -97,3 +99,51 @@ def test_summary_pools_event_rates_and_marks_missing_metrics():
     summary = summarise(rows)
     assert summary["milestone_rate"] == 0.75 and summary["voc"] == 0.5 and np.isnan(summary["error_rate"])
     assert "n/a" in markdown_table({"m": summary})
+
+
+def _retry_rows(model_shift: float, episodes: int = 12, seeds: int = 1) -> list[dict]:
+    """Rows of a model whose Retry-VOC is a per-episode draw plus ``model_shift``, and one error per episode."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(-0.2, 0.8, episodes)
+    rows = []
+    for seed in range(seeds):
+        for i in range(episodes):
+            detected = int(model_shift > 0 or i % 2 == 0)
+            rows.append({"episode_id": f"e{i}", "retry_voc": base[i] + model_shift + 0.01 * seed,
+                         "errors": 1, "errors_detected": detected})  # fmt: skip
+    return rows
+
+
+def test_paired_difference_finds_a_consistent_gap_and_its_interval_excludes_zero():
+    better, worse = _retry_rows(0.3), _retry_rows(0.0)
+    result = paired_difference(better, worse, "retry_voc")
+    assert result["difference"] == pytest.approx(0.3)
+    assert result["episodes"] == 12
+    assert result["low"] == pytest.approx(0.3) and result["high"] == pytest.approx(0.3)
+    rate = paired_difference(better, worse, "error_rate")
+    assert rate["difference"] == pytest.approx(0.5), "12/12 detected against 6/12"
+    assert 0 < rate["low"] < 0.5 < rate["high"] <= 1.0
+
+
+def test_paired_difference_of_noise_straddles_zero_and_averages_seeds_first():
+    rng = np.random.default_rng(1)
+    a = _retry_rows(0.0, episodes=30, seeds=3)
+    b = [{**r, "retry_voc": r["retry_voc"] + rng.normal(0, 0.3)} for r in _retry_rows(0.0, episodes=30)]
+    result = paired_difference(a, b, "retry_voc")
+    assert result["episodes"] == 30, "three seeds of one episode are one resampling unit"
+    assert result["low"] < 0 < result["high"]
+    assert result["low"] < result["difference"] < result["high"]
+
+
+def test_paired_difference_skips_episodes_a_metric_does_not_apply_to():
+    a = _retry_rows(0.1, episodes=4)
+    b = _retry_rows(0.0, episodes=4)
+    a[0]["retry_voc"] = float("nan")
+    assert paired_difference(a, b, "retry_voc")["episodes"] == 3
+    assert np.isnan(paired_difference(a[:1], b[:1], "retry_voc")["difference"])
+
+
+def test_paired_difference_of_identical_detections_is_zero_with_a_zero_interval():
+    rows = _retry_rows(0.0)  # half the episodes detected, the same ones for both models
+    result = paired_difference(rows, [dict(r) for r in rows], "error_rate")
+    assert (result["difference"], result["low"], result["high"]) == (0.0, 0.0, 0.0)
