@@ -91,3 +91,17 @@ def test_empty_store_and_unknown_camera_are_clear_errors(tmp_path, pretrained):
         )
     with pytest.raises(ValueError, match="not in store"):
         main(["--store", str(pretrained[0] / "store"), "--out", str(tmp_path / "o"), "--cameras", "top"])
+
+
+def test_cli_passes_transformer_overrides_and_rejects_bad_json(tmp_path, pretrained):
+    from diffusers import WanTransformer3DModel
+
+    store_url = str(pretrained[0] / "store")
+    args = ["--store", store_url, "--out", str(tmp_path / "wan"), "--image-size", "32", "--vae-steps", "2",
+            "--vae-batch-size", "2", "--video-steps", "2", "--transformer-overrides", '{"num_layers": 1}']  # fmt: skip
+    assert main(args) == 0
+    assert WanTransformer3DModel.load_config(tmp_path / "wan" / "transformer")["num_layers"] == 1
+    with pytest.raises(SystemExit):
+        main(
+            ["--store", store_url, "--out", str(tmp_path / "x"), "--transformer-overrides", "{num_layers: 1}"]
+        )
