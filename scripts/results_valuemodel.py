@@ -238,6 +238,9 @@ def main() -> int:
     for name, config_file, backbone_dir in runs:
         fields = yaml.safe_load((REPO / "configs/valuemodel" / config_file).read_text())
         model_config = ValueModelConfig(**{**fields, "pretrained_dir": backbone_dir})
+        if model_config.kind != "static" and not backbone_dir:
+            # A random-init backbone gets the pretrained one's architecture (a pretrained folder brings its own).
+            model_config.transformer_overrides = dict(args.pretrain_transformer_overrides)
         # Ablation rows (random init next to a pretrained main row) get their own folder.
         ablation = bool(pretrained_dir) and model_config.kind != "static" and not backbone_dir
         out = Path(args.plots) / f"value_{model_config.kind}{'_random_init' if ablation else ''}"
