@@ -157,7 +157,7 @@ def main() -> int:
     parser.add_argument("--train-retry", type=float, default=0.0, help="retry knob of the training episodes")
     parser.add_argument("--pretrain-vae-steps", type=int, default=BackbonePretrainConfig.vae_steps)
     parser.add_argument("--pretrain-vae-batch-size", type=int, default=BackbonePretrainConfig.vae_batch_size)
-    parser.add_argument("--pretrain-video-steps", type=int, default=2000)
+    parser.add_argument("--pretrain-video-steps", type=int, default=BackbonePretrainConfig.video_steps)
     parser.add_argument(
         "--pretrain-transformer-overrides", type=json.loads, default={},
         help='JSON of Wan transformer kwargs over the tiny preset, e.g. \'{"num_layers": 4}\'',
@@ -238,11 +238,12 @@ def main() -> int:
     for name, config_file, backbone_dir in runs:
         fields = yaml.safe_load((REPO / "configs/valuemodel" / config_file).read_text())
         model_config = ValueModelConfig(**{**fields, "pretrained_dir": backbone_dir})
-        if model_config.kind != "static" and not backbone_dir:
+        random_init = model_config.kind != "static" and not backbone_dir
+        if random_init:
             # A random-init backbone gets the pretrained one's architecture (a pretrained folder brings its own).
             model_config.transformer_overrides = dict(args.pretrain_transformer_overrides)
         # Ablation rows (random init next to a pretrained main row) get their own folder.
-        ablation = bool(pretrained_dir) and model_config.kind != "static" and not backbone_dir
+        ablation = bool(pretrained_dir) and random_init
         out = Path(args.plots) / f"value_{model_config.kind}{'_random_init' if ablation else ''}"
         plots.append(out / "value_curves.png")
         per_seed[name], episode_rows[name] = [], []

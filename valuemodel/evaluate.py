@@ -173,11 +173,17 @@ def finite_mean(rows: Sequence[dict[str, Any]], key: str) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+# Detection rates: summary key -> (events column, detected column) of an ``episode_metrics`` row.
+RATE_COUNTS = {
+    "milestone_rate": ("milestones", "milestones_detected"),
+    "error_rate": ("errors", "errors_detected"),
+}
+
+
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Averages over the episodes each metric applies to; detection rates pooled over events."""
     summary = {key: finite_mean(rows, key) for key in ("voc", "pearson", "spearman", "hes_rmse", "retry_voc")}
-    for name, total, hit in (("milestone_rate", "milestones", "milestones_detected"),
-                             ("error_rate", "errors", "errors_detected")):  # fmt: skip
+    for name, (total, hit) in RATE_COUNTS.items():
         events = sum(r[total] for r in rows)
         summary[name] = sum(r[hit] for r in rows) / events if events else float("nan")
         summary[total] = float(events)
@@ -185,12 +191,6 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     for kind in EPISODE_KINDS:
         summary[f"episodes_{kind}"] = float(sum(kind in r["kinds"] for r in rows))
     return summary
-
-
-RATE_COUNTS = {
-    "milestone_rate": ("milestones", "milestones_detected"),
-    "error_rate": ("errors", "errors_detected"),
-}
 
 
 def episode_means(rows: Sequence[dict[str, Any]], key: str) -> dict[str, tuple[float, ...]]:
