@@ -37,6 +37,7 @@ from learners.evaluate_value import episode_curves, evaluate_checkpoint
 from learners.value_learner import ValueLearner, ValueLearnerConfig
 from replay import Outcome, ReplayStore, StoreSchema
 from robot_io.config import ExpertConfig, SimBoxConfig
+from valuemodel.backbone import TINY_TRANSFORMER
 from valuemodel.config import ValueModelConfig
 from valuemodel.evaluate import (
     SUMMARY_COLUMNS,
@@ -109,6 +110,7 @@ def train_and_evaluate(
         store_url=str(work / "train"), checkpoint_root=str(work / "ckpt" / f"{out.name}_s{seed}"),
         steps=args.steps, batch_size=32, learning_rate=args.static_lr if static else args.lr, task_names=[TASK],
         time_limit=TIME_LIMIT, checkpoint_every=0, log_every=200, device="cpu", seed=seed,
+        wvm_frame_stride=args.wvm_frame_stride,
     )  # fmt: skip
     shutil.rmtree(learner_config.checkpoint_root, ignore_errors=True)
     learner = ValueLearner(learner_config, model_config)
@@ -119,6 +121,21 @@ def train_and_evaluate(
     print(f"{name} (seed {seed}): v{version:06d} trained {train_s:.0f} s, evaluated in {eval_s:.0f} s")
     print(report["table"])
     return report["summary"], report["episodes"], (train_s, eval_s, learner.metrics)
+
+
+def backbone_mismatches(folder: Path, overrides: dict) -> list[str]:
+    """Differences between a reused pretrained transformer and the tiny preset with ``overrides`` on top.
+
+    ``--reuse`` keeps the work folder's backbone, and RESULTS.md then names the flags as if they had made it; a
+    backbone pretrained with other overrides would be reported under the wrong architecture.
+    """
+    saved = json.loads((folder / "transformer" / "config.json").read_text())
+    expected = json.loads(json.dumps({**TINY_TRANSFORMER, **overrides}))  # tuples -> lists, as saved
+    return [
+        f"{key}: folder has {saved.get(key)!r}, flags ask for {value!r}"
+        for key, value in expected.items()
+        if saved.get(key) != value
+    ]
 
 
 def comparison_table(episode_rows: dict[str, list[dict]], seeds: list[int]) -> str:
@@ -154,6 +171,10 @@ def main() -> int:
     parser.add_argument(
         "--static-lr", type=float, default=1e-3, help="peak learning rate of the static baseline"
     )
+    parser.add_argument(
+        "--wvm-frame-stride", type=int, default=ValueLearnerConfig.wvm_frame_stride,
+        help="control steps between WVM's window frames (5 = 2 fps at the simulator's 10 Hz)",
+    )  # fmt: skip
     parser.add_argument("--train-retry", type=float, default=0.0, help="retry knob of the training episodes")
     parser.add_argument("--pretrain-vae-steps", type=int, default=BackbonePretrainConfig.vae_steps)
     parser.add_argument("--pretrain-vae-batch-size", type=int, default=BackbonePretrainConfig.vae_batch_size)
@@ -225,6 +246,13 @@ def main() -> int:
             else pretrain_backbone(pretrain_config)
         )
         pretrained_dir = pretrain_config.out_dir
+        mismatches = backbone_mismatches(Path(pretrained_dir), args.pretrain_transformer_overrides)
+        if mismatches:
+            parser.error(
+                f"the reused backbone in {pretrained_dir} was not pretrained with these "
+                f"--pretrain-transformer-overrides ({'; '.join(mismatches)}); pass the overrides it was made "
+                "with, or drop --reuse to pretrain again"
+            )
         print(f"pretrained the tiny backbone: {pretrain_report}")
 
     runs: list[tuple[str, str, str]] = []  # (row name, config file, pretrained_dir)
@@ -273,6 +301,8 @@ def main() -> int:
         + (f" --pretrain-transformer-overrides '{json.dumps(args.pretrain_transformer_overrides)}'"
            if args.pretrain_transformer_overrides else "")
         + (" --ablate-pretraining" if args.ablate_pretraining else "")
+        + (f" --wvm-frame-stride {args.wvm_frame_stride}"
+           if args.wvm_frame_stride != ValueLearnerConfig.wvm_frame_stride else "")
         + (f" --models '{args.models}'" if models != list(MODELS) else "")
         + (f" --seeds {args.seeds}" if seeds != [0] else "")
         + (" --reuse" if args.reuse else "")
@@ -286,7 +316,8 @@ def main() -> int:
         f"{args.train_retry:g}) and evaluated with `vivarl-eval-value` on {len(eval_kinds)} held-out episodes with "
         f"the same knobs plus retry 0.3 per placement and flap fold ({counts}; {events['milestones']} stage "
         f"completions, {events['errors']} ground-truth falls of progress). Every model: {args.steps} steps of batch "
-        f"32 (ViVa/WVM peak lr {args.lr:g}, static {args.static_lr:g}); rows are means over training seeds "
+        f"32 (ViVa/WVM peak lr {args.lr:g}, static {args.static_lr:g}; WVM windows of frames "
+        f"{args.wvm_frame_stride} control steps apart, {10 / args.wvm_frame_stride:g} fps at 10 Hz); rows are means over training seeds "
         f"{seeds}. {command}, "
         f"{(time.monotonic() - started) / 60:.1f} min in all on 2 CPU cores.",
         "",

@@ -38,3 +38,21 @@ def test_the_first_section_creates_the_file(tmp_path):
         results.read_text()
         == "# vivarl results\n\n<!-- section: a (scripts/a.py) -->\nbody\n<!-- end section: a -->\n"
     )
+
+
+def test_a_reused_backbone_made_with_other_overrides_is_named_with_each_difference(tmp_path):
+    import json
+
+    from results_valuemodel import backbone_mismatches  # noqa: E402
+
+    from valuemodel.backbone import TINY_TRANSFORMER
+
+    (tmp_path / "transformer").mkdir()
+    saved = json.loads(json.dumps({**TINY_TRANSFORMER, "num_layers": 4, "ffn_dim": 512}))
+    (tmp_path / "transformer" / "config.json").write_text(json.dumps({**saved, "_class_name": "Wan"}))
+    assert backbone_mismatches(tmp_path, {"num_layers": 4, "ffn_dim": 512}) == []
+    problems = backbone_mismatches(tmp_path, {"num_layers": 2})
+    assert sorted(problems) == [
+        "ffn_dim: folder has 512, flags ask for 128",
+        "num_layers: folder has 4, flags ask for 2",
+    ]
