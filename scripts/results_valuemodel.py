@@ -310,13 +310,14 @@ def main() -> int:
         + (f" --plots {os.path.relpath(args.plots, REPO)}" if Path(args.plots) != REPO / "results" else "")
         + f" --threads {args.threads}`"
     )  # fmt: skip
+    viva_horizon = yaml.safe_load((REPO / "configs/valuemodel" / MODELS["ViVa"]).read_text())["horizon"]
     lines = [
         f"Tiny models (64x64 images, CPU) trained by `learners.value_learner` on {train_count} simulated "
         f"scripted-expert episodes (hesitation 0.3 per stage, drop 0.1 and stall 0.03 per episode, retry "
         f"{args.train_retry:g}) and evaluated with `vivarl-eval-value` on {len(eval_kinds)} held-out episodes with "
         f"the same knobs plus retry 0.3 per placement and flap fold ({counts}; {events['milestones']} stage "
         f"completions, {events['errors']} ground-truth falls of progress). Every model: {args.steps} steps of batch "
-        f"32 (ViVa/WVM peak lr {args.lr:g}, static {args.static_lr:g}; WVM windows of frames "
+        f"32 (ViVa/WVM peak lr {args.lr:g}, static {args.static_lr:g}; ViVa's future state {viva_horizon} steps ahead, WVM windows of frames "
         f"{args.wvm_frame_stride} control steps apart, {10 / args.wvm_frame_stride:g} fps at 10 Hz); rows are means over training seeds "
         f"{seeds}. {command}, "
         f"{(time.monotonic() - started) / 60:.1f} min in all on 2 CPU cores.",
