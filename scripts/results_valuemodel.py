@@ -239,20 +239,19 @@ def main() -> int:
             vae_steps=args.pretrain_vae_steps, vae_batch_size=args.pretrain_vae_batch_size,
             video_steps=args.pretrain_video_steps, transformer_overrides=args.pretrain_transformer_overrides,
         )  # fmt: skip
-        done = Path(pretrain_config.out_dir) / "pretrain.json"
-        pretrain_report = (
-            json.loads(done.read_text())
-            if args.reuse and done.is_file()
-            else pretrain_backbone(pretrain_config)
-        )
         pretrained_dir = pretrain_config.out_dir
-        mismatches = backbone_mismatches(Path(pretrained_dir), args.pretrain_transformer_overrides)
-        if mismatches:
-            parser.error(
-                f"the reused backbone in {pretrained_dir} was not pretrained with these "
-                f"--pretrain-transformer-overrides ({'; '.join(mismatches)}); pass the overrides it was made "
-                "with, or drop --reuse to pretrain again"
-            )
+        done = Path(pretrained_dir) / "pretrain.json"
+        if args.reuse and done.is_file():
+            mismatches = backbone_mismatches(Path(pretrained_dir), args.pretrain_transformer_overrides)
+            if mismatches:
+                parser.error(
+                    f"the reused backbone in {pretrained_dir} was not pretrained with these "
+                    f"--pretrain-transformer-overrides ({'; '.join(mismatches)}); pass the overrides it was "
+                    "made with, or drop --reuse to pretrain again"
+                )
+            pretrain_report = json.loads(done.read_text())
+        else:
+            pretrain_report = pretrain_backbone(pretrain_config)
         print(f"pretrained the tiny backbone: {pretrain_report}")
 
     runs: list[tuple[str, str, str]] = []  # (row name, config file, pretrained_dir)
@@ -310,6 +309,7 @@ def main() -> int:
         + (f" --plots {os.path.relpath(args.plots, REPO)}" if Path(args.plots) != REPO / "results" else "")
         + f" --threads {args.threads}`"
     )  # fmt: skip
+    control_hz = SimBoxConfig().control_hz
     viva_horizon = yaml.safe_load((REPO / "configs/valuemodel" / MODELS["ViVa"]).read_text())["horizon"]
     lines = [
         f"Tiny models (64x64 images, CPU) trained by `learners.value_learner` on {train_count} simulated "
@@ -318,7 +318,7 @@ def main() -> int:
         f"the same knobs plus retry 0.3 per placement and flap fold ({counts}; {events['milestones']} stage "
         f"completions, {events['errors']} ground-truth falls of progress). Every model: {args.steps} steps of batch "
         f"32 (ViVa/WVM peak lr {args.lr:g}, static {args.static_lr:g}; ViVa's future state {viva_horizon} steps ahead, WVM windows of frames "
-        f"{args.wvm_frame_stride} control steps apart, {10 / args.wvm_frame_stride:g} fps at 10 Hz); rows are means over training seeds "
+        f"{args.wvm_frame_stride} control steps apart, {control_hz / args.wvm_frame_stride:g} fps at {control_hz:g} Hz); rows are means over training seeds "
         f"{seeds}. {command}, "
         f"{(time.monotonic() - started) / 60:.1f} min in all on 2 CPU cores.",
         "",
