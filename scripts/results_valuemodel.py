@@ -138,6 +138,22 @@ def backbone_mismatches(folder: Path, overrides: dict) -> list[str]:
     ]
 
 
+RECORDING_FILE = "recording.json"
+
+
+def stores_to_record(work: Path, wanted: dict[str, dict[str, float]], reuse: bool) -> list[str]:
+    """Which of the work folder's stores ("train", "eval") must be recorded (again) for ``wanted``.
+
+    ``wanted`` maps each store to its recording knobs (episodes, retry). ``--reuse`` keeps a store only when the
+    folder's recording.json says it was made with the same knobs: RESULTS.md names the flags as if they had made
+    the data. A new training store also voids the pretrained backbone, which was fitted on its frames.
+    """
+    saved = json.loads((work / RECORDING_FILE).read_text()) if (work / RECORDING_FILE).is_file() else {}
+    if not reuse:
+        return list(wanted)
+    return [name for name, knobs in wanted.items() if saved.get(name) != knobs or not (work / name).is_dir()]
+
+
 def comparison_table(episode_rows: dict[str, list[dict]], seeds: list[int]) -> str:
     """Each model minus the static baseline on the goal's two metrics, with 90% paired-bootstrap intervals."""
     lines = [
@@ -176,6 +192,7 @@ def main() -> int:
         help="control steps between WVM's window frames (5 = 2 fps at the simulator's 10 Hz)",
     )  # fmt: skip
     parser.add_argument("--train-retry", type=float, default=0.0, help="retry knob of the training episodes")
+    parser.add_argument("--eval-retry", type=float, default=0.3, help="retry knob of the held-out episodes")
     parser.add_argument("--pretrain-vae-steps", type=int, default=BackbonePretrainConfig.vae_steps)
     parser.add_argument("--pretrain-vae-batch-size", type=int, default=BackbonePretrainConfig.vae_batch_size)
     parser.add_argument("--pretrain-video-steps", type=int, default=BackbonePretrainConfig.video_steps)
@@ -200,7 +217,10 @@ def main() -> int:
     )
     parser.add_argument("--plots", default=str(REPO / "results"), help="folder of the value-curve plots")
     parser.add_argument(
-        "--reuse", action="store_true", help="keep the work folder's recorded stores and pretrained backbone"
+        "--reuse",
+        action="store_true",
+        help="keep the work folder's pretrained backbone and the stores recorded with the same episode counts "
+        "and retry knobs (a store made with others is recorded again; a new training store voids the backbone)",
     )
     parser.add_argument("--work", default="/tmp/vivarl_value_results")
     args = parser.parse_args()
@@ -212,21 +232,33 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     started = time.monotonic()
-    if not (args.reuse and (work / "eval_tags.json").is_file()):
+    wanted = {
+        "train": {"episodes": args.train_episodes, "retry": args.train_retry},
+        "eval": {"episodes": args.eval_episodes, "retry": args.eval_retry},
+    }
+    todo = stores_to_record(work, wanted, args.reuse)
+    if "train" in todo:
         shutil.rmtree(work, ignore_errors=True)
-        knobs = dict(hesitation_prob=0.3, drop_prob=0.1, stall_prob=0.03)
-        train_kinds = record(
-            str(work / "train"),
-            range(args.train_episodes),
-            ExpertConfig(**knobs, retry_prob=args.train_retry),
+        todo = list(wanted)
+    work.mkdir(parents=True, exist_ok=True)
+    knobs = dict(hesitation_prob=0.3, drop_prob=0.1, stall_prob=0.03)
+    recorded = json.loads((work / RECORDING_FILE).read_text()) if (work / RECORDING_FILE).is_file() else {}
+    for name in todo:
+        # The held-out seeds start at 1000 so they never repeat a training episode.
+        first = 0 if name == "train" else 1000
+        shutil.rmtree(work / name, ignore_errors=True)
+        recorded.pop(name, None)
+        (work / RECORDING_FILE).write_text(json.dumps(recorded))  # a half-recorded store is never trusted
+        episode_kinds = record(
+            str(work / name),
+            range(first, first + wanted[name]["episodes"]),
+            ExpertConfig(**knobs, retry_prob=wanted[name]["retry"]),
         )
-        eval_kinds = record(
-            str(work / "eval"), range(1000, 1000 + args.eval_episodes), ExpertConfig(**knobs, retry_prob=0.3)
-        )
-        (work / "eval_tags.json").write_text(json.dumps(eval_kinds))
-        print(
-            f"recorded {len(train_kinds)} + {len(eval_kinds)} episodes in {time.monotonic() - started:.0f} s"
-        )
+        if name == "eval":
+            (work / "eval_tags.json").write_text(json.dumps(episode_kinds))
+        recorded[name] = wanted[name]
+        (work / RECORDING_FILE).write_text(json.dumps(recorded))
+        print(f"recorded {len(episode_kinds)} {name} episodes in {time.monotonic() - started:.0f} s")
     eval_kinds = json.loads((work / "eval_tags.json").read_text())
     kinds = {k: tuple(v) for k, v in eval_kinds.items()}
     train_count = len(ReplayStore.open(str(work / "train")).episode_ids())
@@ -295,6 +327,7 @@ def main() -> int:
         f"`scripts/results_valuemodel.py --train-episodes {args.train_episodes} --eval-episodes "
         f"{args.eval_episodes} --steps {args.steps} --lr {args.lr:g} --static-lr {args.static_lr:g} "
         f"--train-retry {args.train_retry:g}"
+        + (f" --eval-retry {args.eval_retry:g}" if args.eval_retry != 0.3 else "")
         + (" --no-pretrain" if args.no_pretrain else f" --pretrain-vae-steps {args.pretrain_vae_steps} --pretrain-vae-batch-size {args.pretrain_vae_batch_size} "
            f"--pretrain-video-steps {args.pretrain_video_steps}")
         + (f" --pretrain-transformer-overrides '{json.dumps(args.pretrain_transformer_overrides)}'"
@@ -315,7 +348,7 @@ def main() -> int:
         f"Tiny models (64x64 images, CPU) trained by `learners.value_learner` on {train_count} simulated "
         f"scripted-expert episodes (hesitation 0.3 per stage, drop 0.1 and stall 0.03 per episode, retry "
         f"{args.train_retry:g}) and evaluated with `vivarl-eval-value` on {len(eval_kinds)} held-out episodes with "
-        f"the same knobs plus retry 0.3 per placement and flap fold ({counts}; {events['milestones']} stage "
+        f"the same knobs plus retry {args.eval_retry:g} per placement and flap fold ({counts}; {events['milestones']} stage "
         f"completions, {events['errors']} ground-truth falls of progress). Every model: {args.steps} steps of batch "
         f"32 (ViVa/WVM peak lr {args.lr:g}, static {args.static_lr:g}; ViVa's future state {viva_horizon} steps ahead, WVM windows of frames "
         f"{args.wvm_frame_stride} control steps apart, {control_hz / args.wvm_frame_stride:g} fps at {control_hz:g} Hz); rows are means over training seeds "

@@ -56,3 +56,22 @@ def test_a_reused_backbone_made_with_other_overrides_is_named_with_each_differen
         "ffn_dim: folder has 512, flags ask for 128",
         "num_layers: folder has 4, flags ask for 2",
     ]
+
+
+def test_reuse_records_again_only_the_stores_made_with_other_knobs(tmp_path):
+    import json
+
+    from results_valuemodel import RECORDING_FILE, stores_to_record  # noqa: E402
+
+    wanted = {"train": {"episodes": 24, "retry": 0.0}, "eval": {"episodes": 48, "retry": 0.6}}
+    assert stores_to_record(tmp_path, wanted, reuse=True) == ["train", "eval"]  # nothing recorded yet
+    (tmp_path / "train").mkdir()
+    (tmp_path / "eval").mkdir()
+    saved = {"train": {"episodes": 24, "retry": 0.0}, "eval": {"episodes": 24, "retry": 0.3}}
+    (tmp_path / RECORDING_FILE).write_text(json.dumps(saved))
+    assert stores_to_record(tmp_path, wanted, reuse=True) == ["eval"]
+    assert stores_to_record(tmp_path, wanted, reuse=False) == ["train", "eval"]
+    (tmp_path / RECORDING_FILE).write_text(json.dumps({**saved, "eval": wanted["eval"]}))
+    assert stores_to_record(tmp_path, wanted, reuse=True) == []
+    (tmp_path / "eval").rmdir()  # listed as recorded but gone: recorded again
+    assert stores_to_record(tmp_path, wanted, reuse=True) == ["eval"]
