@@ -193,6 +193,9 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--train-retry", type=float, default=0.0, help="retry knob of the training episodes")
     parser.add_argument("--eval-retry", type=float, default=0.3, help="retry knob of the held-out episodes")
+    parser.add_argument(
+        "--eval-first-seed", type=int, default=1000, help="simulator seed of the first held-out episode"
+    )
     parser.add_argument("--pretrain-vae-steps", type=int, default=BackbonePretrainConfig.vae_steps)
     parser.add_argument("--pretrain-vae-batch-size", type=int, default=BackbonePretrainConfig.vae_batch_size)
     parser.add_argument("--pretrain-video-steps", type=int, default=BackbonePretrainConfig.video_steps)
@@ -224,6 +227,11 @@ def main() -> int:
     )
     parser.add_argument("--work", default="/tmp/vivarl_value_results")
     args = parser.parse_args()
+    if args.eval_first_seed < args.train_episodes:
+        parser.error(
+            f"--eval-first-seed {args.eval_first_seed} would repeat training episodes (seeds 0-"
+            f"{args.train_episodes - 1}); pass a seed of at least {args.train_episodes}"
+        )
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
@@ -234,7 +242,11 @@ def main() -> int:
     started = time.monotonic()
     wanted = {
         "train": {"episodes": args.train_episodes, "retry": args.train_retry},
-        "eval": {"episodes": args.eval_episodes, "retry": args.eval_retry},
+        "eval": {
+            "episodes": args.eval_episodes,
+            "retry": args.eval_retry,
+            "first_seed": args.eval_first_seed,
+        },
     }
     todo = stores_to_record(work, wanted, args.reuse)
     if "train" in todo:
@@ -244,8 +256,7 @@ def main() -> int:
     knobs = dict(hesitation_prob=0.3, drop_prob=0.1, stall_prob=0.03)
     recorded = json.loads((work / RECORDING_FILE).read_text()) if (work / RECORDING_FILE).is_file() else {}
     for name in todo:
-        # The held-out seeds start at 1000 so they never repeat a training episode.
-        first = 0 if name == "train" else 1000
+        first = 0 if name == "train" else args.eval_first_seed
         shutil.rmtree(work / name, ignore_errors=True)
         recorded.pop(name, None)
         (work / RECORDING_FILE).write_text(json.dumps(recorded))  # a half-recorded store is never trusted
@@ -328,6 +339,7 @@ def main() -> int:
         f"{args.eval_episodes} --steps {args.steps} --lr {args.lr:g} --static-lr {args.static_lr:g} "
         f"--train-retry {args.train_retry:g}"
         + (f" --eval-retry {args.eval_retry:g}" if args.eval_retry != 0.3 else "")
+        + (f" --eval-first-seed {args.eval_first_seed}" if args.eval_first_seed != 1000 else "")
         + (" --no-pretrain" if args.no_pretrain else f" --pretrain-vae-steps {args.pretrain_vae_steps} --pretrain-vae-batch-size {args.pretrain_vae_batch_size} "
            f"--pretrain-video-steps {args.pretrain_video_steps}")
         + (f" --pretrain-transformer-overrides '{json.dumps(args.pretrain_transformer_overrides)}'"
