@@ -144,9 +144,9 @@ RECORDING_FILE = "recording.json"
 def stores_to_record(work: Path, wanted: dict[str, dict[str, float]], reuse: bool) -> list[str]:
     """Which of the work folder's stores ("train", "eval") must be recorded (again) for ``wanted``.
 
-    ``wanted`` maps each store to its recording knobs (episodes, retry). ``--reuse`` keeps a store only when the
-    folder's recording.json says it was made with the same knobs: RESULTS.md names the flags as if they had made
-    the data. A new training store also voids the pretrained backbone, which was fitted on its frames.
+    ``wanted`` maps each store to its recording knobs (episodes, retry, seeds). ``--reuse`` keeps a store only
+    when the folder's recording.json says it was made with the same knobs: RESULTS.md names the flags as if they
+    had made the data. A new training store also voids the pretrained backbone, which was fitted on its frames.
     """
     saved = json.loads((work / RECORDING_FILE).read_text()) if (work / RECORDING_FILE).is_file() else {}
     if not reuse:
