@@ -249,6 +249,8 @@ def main() -> int:
         },
     }
     todo = stores_to_record(work, wanted, args.reuse)
+    if args.reuse and todo:
+        print(f"--reuse: {todo} not in {work / RECORDING_FILE} with these knobs, so recorded again")
     if "train" in todo:
         shutil.rmtree(work, ignore_errors=True)
         todo = list(wanted)
