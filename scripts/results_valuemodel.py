@@ -141,6 +141,12 @@ def backbone_mismatches(folder: Path, overrides: dict) -> list[str]:
 RECORDING_FILE = "recording.json"
 
 
+def recorded_knobs(work: Path) -> dict[str, dict[str, float]]:
+    """The recording knobs of each complete store in the work folder (empty when none is recorded)."""
+    path = work / RECORDING_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def stores_to_record(work: Path, wanted: dict[str, dict[str, float]], reuse: bool) -> list[str]:
     """Which of the work folder's stores ("train", "eval") must be recorded (again) for ``wanted``.
 
@@ -148,9 +154,9 @@ def stores_to_record(work: Path, wanted: dict[str, dict[str, float]], reuse: boo
     when the folder's recording.json says it was made with the same knobs: RESULTS.md names the flags as if they
     had made the data. A new training store also voids the pretrained backbone, which was fitted on its frames.
     """
-    saved = json.loads((work / RECORDING_FILE).read_text()) if (work / RECORDING_FILE).is_file() else {}
     if not reuse:
         return list(wanted)
+    saved = recorded_knobs(work)
     return [name for name, knobs in wanted.items() if saved.get(name) != knobs or not (work / name).is_dir()]
 
 
@@ -256,7 +262,7 @@ def main() -> int:
         todo = list(wanted)
     work.mkdir(parents=True, exist_ok=True)
     knobs = dict(hesitation_prob=0.3, drop_prob=0.1, stall_prob=0.03)
-    recorded = json.loads((work / RECORDING_FILE).read_text()) if (work / RECORDING_FILE).is_file() else {}
+    recorded = recorded_knobs(work)
     for name in todo:
         first = 0 if name == "train" else args.eval_first_seed
         shutil.rmtree(work / name, ignore_errors=True)
@@ -340,8 +346,9 @@ def main() -> int:
         f"`scripts/results_valuemodel.py --train-episodes {args.train_episodes} --eval-episodes "
         f"{args.eval_episodes} --steps {args.steps} --lr {args.lr:g} --static-lr {args.static_lr:g} "
         f"--train-retry {args.train_retry:g}"
-        + (f" --eval-retry {args.eval_retry:g}" if args.eval_retry != 0.3 else "")
-        + (f" --eval-first-seed {args.eval_first_seed}" if args.eval_first_seed != 1000 else "")
+        + (f" --eval-retry {args.eval_retry:g}" if args.eval_retry != parser.get_default("eval_retry") else "")
+        + (f" --eval-first-seed {args.eval_first_seed}"
+           if args.eval_first_seed != parser.get_default("eval_first_seed") else "")
         + (" --no-pretrain" if args.no_pretrain else f" --pretrain-vae-steps {args.pretrain_vae_steps} --pretrain-vae-batch-size {args.pretrain_vae_batch_size} "
            f"--pretrain-video-steps {args.pretrain_video_steps}")
         + (f" --pretrain-transformer-overrides '{json.dumps(args.pretrain_transformer_overrides)}'"
