@@ -3,7 +3,8 @@
 ``Policy`` (``policy.deploy``) is what an actor calls: ``reset(seed)``, ``act(observation) -> absolute action``;
 load one with ``load_policy(path)`` (``policy.checkpoint``). Models: the built-in CNN policy
 (``policy.builtin``) and LeRobot's ACT and diffusion policies (``policy.lerobot_policies``, imported lazily).
-This package imports robot_io's spec types only; it never imports actors, replay or learners.
+This package imports robot_io's spec types and the shared ``checkpoints`` layout only; it never imports actors,
+replay or learners.
 """
 
 from policy.base import Normalizer, PolicyInputs, PolicyModel, PolicyTargets

@@ -7,16 +7,13 @@ Layout under a checkpoint root (one per training run)::
     <root>/v000003/norm_stats.json    state/action mean and std of the training data (robot units)
     <root>/v000003/meta.json          format, version, labelling run, extraction method, round, base, wall time
 
-A version is written into a temporary folder and renamed into place, so an actor polling for a new policy never
-sees a half-written version.
+Versions are published through ``checkpoints.publish_version`` (staged, then renamed into place), so an actor
+polling for a new policy never sees a half-written version.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from checkpoints import CheckpointError, publish_version, resolve_version
+from checkpoints import list_versions as _list_versions
 from policy.base import Normalizer, PolicyModel
 from policy.config import PolicyConfig
 from policy.deploy import Policy
@@ -36,30 +35,15 @@ WEIGHTS_FILE = "model.safetensors"
 NORM_STATS_FILE = "norm_stats.json"
 META_FILE = "meta.json"
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, NORM_STATS_FILE, META_FILE)
-VERSION_DIR = re.compile(r"^v(\d{6})$")
 
 
-class PolicyCheckpointError(FileNotFoundError):
-    """A checkpoint directory is missing, incomplete or of an unknown format."""
-
-
-def version_dir(root: str | Path, version: int) -> Path:
-    if version < 0:
-        raise ValueError(f"version must be >= 0, got {version}")
-    return Path(root) / f"v{version:06d}"
+class PolicyCheckpointError(CheckpointError):
+    """A policy checkpoint directory is missing, incomplete or of an unknown format."""
 
 
 def list_versions(root: str | Path) -> list[int]:
-    """Complete versions under ``root``, ascending."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        match = VERSION_DIR.match(child.name)
-        if match and all((child / f).is_file() for f in REQUIRED_FILES):
-            found.append(int(match.group(1)))
-    return sorted(found)
+    """Complete policy versions under ``root``, ascending."""
+    return _list_versions(root, REQUIRED_FILES)
 
 
 def save_policy(
@@ -76,49 +60,30 @@ def save_policy(
     ``labelling_run`` is the derived-column key of the advantage labels the policy was trained on (None: none,
     e.g. plain BC); ``extra`` adds provenance such as the extraction method, round and base checkpoint.
     """
-    target = version_dir(root, version)
-    if target.exists():
-        raise FileExistsError(f"policy checkpoint version {version} already exists at {target}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".tmp-{target.name}-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    model.config.save_json(staging / CONFIG_FILE)
-    # Tied or shared tensors would make safetensors refuse; contiguous clones keep every entry independent.
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(staging / WEIGHTS_FILE))
-    (staging / NORM_STATS_FILE).write_text(json.dumps(normalizer.to_dict(), indent=2))
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "version": version,
-        "kind": model.config.kind,
-        "labelling_run": labelling_run,
-        "saved_at": time.time(),
-        **(extra or {}),
-    }
-    (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(staging, target)
-    return target
+
+    def write(staging: Path) -> None:
+        model.config.save_json(staging / CONFIG_FILE)
+        # Tied or shared tensors would make safetensors refuse; contiguous clones keep every entry independent.
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(staging / WEIGHTS_FILE))
+        (staging / NORM_STATS_FILE).write_text(json.dumps(normalizer.to_dict(), indent=2))
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "kind": model.config.kind,
+            "labelling_run": labelling_run,
+            "saved_at": time.time(),
+            **(extra or {}),
+        }
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+    return publish_version(root, version, write, "policy checkpoint")
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A version folder itself, or the newest complete version under a checkpoint root."""
-    path = Path(path)
-    if not path.is_dir():
-        raise PolicyCheckpointError(f"no policy checkpoint at {path}: the directory does not exist")
-    if (path / CONFIG_FILE).exists() or VERSION_DIR.match(path.name):
-        missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
-        if missing:
-            raise PolicyCheckpointError(f"policy checkpoint {path} is incomplete: missing {missing}")
-        return path
-    versions = list_versions(path)
-    if not versions:
-        raise PolicyCheckpointError(
-            f"{path} holds no complete policy version (expected v000000-style folders)"
-        )
-    return version_dir(path, versions[-1])
+    return resolve_version(path, REQUIRED_FILES, "policy checkpoint", PolicyCheckpointError)
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

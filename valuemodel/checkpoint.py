@@ -7,16 +7,13 @@ Layout under a checkpoint root (one per training run)::
     <root>/v000003/norm_stats.json    how states were normalised to [-1, 1] (needed before predict)
     <root>/v000003/meta.json          version, kind, wall time
 
-A version is written into a temporary folder and renamed into place, so a reader (an actor polling for a new
-value model) never sees a half-written version.
+Versions are published through ``checkpoints.publish_version`` (staged, then renamed into place), so a reader
+polling for a new value model never sees a half-written version.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from checkpoints import CheckpointError, publish_version, resolve_version, version_dir
+from checkpoints import list_versions as _list_versions
 from valuemodel.base import CONFIG_FILE, WEIGHTS_FILE, ValueModelBase
 from valuemodel.config import ValueModelConfig
 from valuemodel.factory import model_class
@@ -31,11 +30,17 @@ from valuemodel.factory import model_class
 NORM_STATS_FILE = "norm_stats.json"
 META_FILE = "meta.json"
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, NORM_STATS_FILE, META_FILE)
-VERSION_DIR = re.compile(r"^v(\d{6})$")
 
-
-class CheckpointError(FileNotFoundError):
-    """A checkpoint directory is missing or incomplete."""
+__all__ = [
+    "CheckpointError",
+    "checkpoint_version",
+    "list_versions",
+    "load_checkpoint",
+    "load_norm_stats",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "version_dir",
+]
 
 
 def _jsonable(value: Any) -> Any:
@@ -50,58 +55,33 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def version_dir(root: str | Path, version: int) -> Path:
-    if version < 0:
-        raise ValueError(f"version must be >= 0, got {version}")
-    return Path(root) / f"v{version:06d}"
-
-
 def list_versions(root: str | Path) -> list[int]:
-    """Complete versions under ``root``, ascending."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    versions = []
-    for child in root.iterdir():
-        match = VERSION_DIR.match(child.name)
-        if match and all((child / f).is_file() for f in REQUIRED_FILES):
-            versions.append(int(match.group(1)))
-    return sorted(versions)
+    """Complete value-model versions under ``root``, ascending."""
+    return _list_versions(root, REQUIRED_FILES)
 
 
 def save_checkpoint(
     model: ValueModelBase, root: str | Path, version: int, norm_stats: dict[str, Any]
 ) -> Path:
     """Write ``model`` as version ``version`` under ``root`` atomically; returns the version folder."""
-    target = version_dir(root, version)
-    if target.exists():
-        raise FileExistsError(f"checkpoint version {version} already exists at {target}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".tmp-{target.name}-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    model.save(staging)
-    (staging / NORM_STATS_FILE).write_text(json.dumps(_jsonable(norm_stats), indent=2, sort_keys=True))
-    meta = {"version": version, "kind": model.config.kind, "size": model.config.size, "saved_at": time.time()}
-    (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(staging, target)
-    return target
+
+    def write(staging: Path) -> None:
+        model.save(staging)
+        (staging / NORM_STATS_FILE).write_text(json.dumps(_jsonable(norm_stats), indent=2, sort_keys=True))
+        meta = {
+            "version": version,
+            "kind": model.config.kind,
+            "size": model.config.size,
+            "saved_at": time.time(),
+        }
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+    return publish_version(root, version, write, "checkpoint")
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A version folder itself, or the newest complete version under a checkpoint root."""
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"no checkpoint at {path}: the directory does not exist")
-    if (path / CONFIG_FILE).exists() or VERSION_DIR.match(path.name):
-        missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
-        if missing:
-            raise CheckpointError(f"checkpoint {path} is incomplete: missing {missing}")
-        return path
-    versions = list_versions(path)
-    if not versions:
-        raise CheckpointError(f"{path} holds no complete checkpoint version (expected v000000-style folders)")
-    return version_dir(path, versions[-1])
+    return resolve_version(path, REQUIRED_FILES, "checkpoint")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> ValueModelBase:
