@@ -117,12 +117,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-episodes", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--event-window", type=int, default=EventSettings.milestone_window)
-    parser.add_argument("--event-delta", type=float, default=EventSettings.milestone_delta)
+    parser.add_argument(
+        "--milestone-window", type=int, default=EventSettings.milestone_window,
+        help="frames averaged on each side of a stage completion",
+    )  # fmt: skip
+    parser.add_argument(
+        "--error-window", type=int, default=EventSettings.error_window,
+        help="frames averaged before a fall's peak and around its trough",
+    )  # fmt: skip
+    parser.add_argument(
+        "--event-delta", type=float, default=EventSettings.milestone_delta,
+        help="rise/fall of the normalised value that detects a milestone/error",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = EventSettings(
-        milestone_window=args.event_window, milestone_delta=args.event_delta, error_delta=args.event_delta
+        milestone_window=args.milestone_window,
+        error_window=args.error_window,
+        milestone_delta=args.event_delta,
+        error_delta=args.event_delta,
     )
     report = evaluate_checkpoint(
         args.checkpoint,

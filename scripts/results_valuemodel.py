@@ -379,9 +379,12 @@ def main() -> int:
     ]
     if pretrain_report:
         arch = json.loads((Path(pretrained_dir) / "transformer" / "config.json").read_text())
+        vae = json.loads((Path(pretrained_dir) / "vae" / "config.json").read_text())
+        factor = int(vae["scale_factor_spatial"])
         lines += [
             f"ViVa and WVM start from a tiny Wan backbone pretrained by `vivarl-pretrain-backbone` on the training "
-            f"episodes' camera frames only ({int(pretrain_report['frames'])} frames x 2 cameras, no labels: VAE "
+            f"episodes' camera frames only ({int(pretrain_report['frames'])} frames x 2 cameras, no labels: VAE with "
+            f"{vae['z_dim']} latent channels at {factor}x downsampling ({3 * factor**2 / vae['z_dim']:g}x compression), "
             f"{args.pretrain_vae_steps} steps of batch {args.pretrain_vae_batch_size} as an autoencoder, final MSE {pretrain_report['vae_loss']:.3f}; "
             f"transformer ({arch['num_layers']} blocks of width {arch['num_attention_heads'] * arch['attention_head_dim']}, "
             f"FFN {arch['ffn_dim']}) {args.pretrain_video_steps} steps as a first-frame-conditioned video generator, final flow "

@@ -66,6 +66,20 @@ def test_an_error_is_the_fall_from_peak_to_trough():
     assert error_falls(gt, EventSettings()) == [(49, 65)]
 
 
+def test_ground_truth_detects_a_milestone_it_passes_smoothly():
+    # The simulator's progress has no step at a stage completion: it keeps rising at the same slope. Scored as its
+    # own prediction, the ground truth must detect its milestones, and a curve flat across them must not.
+    # Over 200 frames it rises 0.025 (normalised) across 5 frames either side, 0.075 across 15.
+    gt = np.linspace(0.0, 0.5, 200)
+    stage = (np.arange(200) >= 100).astype(np.int64)
+    flat_at_milestone = np.concatenate([np.linspace(0, 0.3, 80), np.full(40, 0.3), np.linspace(0.3, 0.5, 80)])
+    settings = EventSettings()
+    detected = episode_metrics(EpisodeCurve("gt", gt, gt, stage, True, ("expert",)), settings)
+    missed = episode_metrics(EpisodeCurve("flat", flat_at_milestone, gt, stage, True, ("expert",)), settings)
+    assert detected["milestones"] == 1 and detected["milestones_detected"] == 1
+    assert missed["milestones_detected"] == 0
+
+
 def test_kinds_are_inferred_from_outcome_and_ground_truth():
     settings = EventSettings()
     assert infer_kinds(retry_progress(), True, settings) == ("retry",)
