@@ -24,9 +24,11 @@ TINY_TRANSFORMER: dict[str, Any] = dict(
     patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, text_dim=64, freq_dim=32, ffn_dim=128,
     num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=32,
 )  # fmt: skip
+# 12 latent channels at 8x downsampling keep Wan2.2's 16x compression (3 * 8**2 / 12 = 3 * 16**2 / 48). With 4
+# channels (48x) the simulator's flaps and box edges did not survive, and ViVa could not follow a flap being undone.
 TINY_VAE: dict[str, Any] = dict(
-    base_dim=16, z_dim=4, dim_mult=[1, 2, 2, 2], num_res_blocks=1, attn_scales=[],
-    temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
+    base_dim=16, z_dim=12, dim_mult=[1, 2, 2, 2], num_res_blocks=1, attn_scales=[],
+    temperal_downsample=[False, True, True], latents_mean=[0.0] * 12, latents_std=[1.0] * 12,
 )  # fmt: skip
 MID_TRANSFORMER: dict[str, Any] = dict(
     patch_size=(1, 2, 2), num_attention_heads=8, attention_head_dim=64, text_dim=256, freq_dim=256, ffn_dim=2048,

@@ -34,7 +34,8 @@ def tiny_wan_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("Wan2.2-TI2V-5B-Diffusers")
-    transformer = WanTransformer3DModel(**{**TINY_TRANSFORMER, "in_channels": 4, "out_channels": 4})
+    z_dim = TINY_VAE["z_dim"]
+    transformer = WanTransformer3DModel(**{**TINY_TRANSFORMER, "in_channels": z_dim, "out_channels": z_dim})
     vae = AutoencoderKLWan(**TINY_VAE)
     transformer.save_pretrained(root / "transformer")
     vae.save_pretrained(root / "vae")

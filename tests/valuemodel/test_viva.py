@@ -23,7 +23,7 @@ def make_batch(model, batch=4, seed=0):
 
 def test_protocol_and_shapes(tiny_viva):
     assert isinstance(tiny_viva, ValueModel)
-    assert tiny_viva.latent_shape == (4, 8, 8)
+    assert tiny_viva.latent_shape == (12, 8, 8)
     batch = make_batch(tiny_viva)
     losses = tiny_viva.loss(batch)
     assert set(losses) == {"loss", "loss_future_state", "loss_value"}
@@ -65,7 +65,7 @@ def test_missing_inputs_fail_clearly(tiny_viva):
     no_targets = ValueBatch(
         task_id=torch.zeros(1, dtype=torch.long),
         state=torch.zeros(1, 6),
-        image_latents=random_latents(tiny_viva.config, 1, (4, 8, 8)),
+        image_latents=random_latents(tiny_viva.config, 1, (12, 8, 8)),
     )
     with pytest.raises(ValueError, match="future_state"):
         tiny_viva.loss(no_targets)
