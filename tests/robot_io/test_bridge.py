@@ -160,13 +160,16 @@ def test_jpeg_images_are_close_and_smaller(serve) -> None:
     with BridgeClient(client_config(server.endpoint, None)) as client:
         obs = client.start_episode(seed=1)
         assert client.server_info is not None and client.server_info.jpeg
-        for name, original in arm.observations[-1].images.items():
+        # Compare with the very reading this observation was encoded from (matched by its step), not with
+        # whichever reading the arm made last.
+        sent = next(o for o in arm.observations if o.info["step"] == obs.info["step"])
+        for name, original in sent.images.items():
             got = obs.images[name]
             assert got.shape == original.shape and got.dtype == np.uint8
             error = np.abs(got.astype(np.int16) - original.astype(np.int16))
             assert error.mean() < 2.0 and error.max() < 40, (name, error.mean(), error.max())
-    encoded = wire.pack(wire.encode_observation(arm.observations[-1], 90))
-    raw = wire.pack(wire.encode_observation(arm.observations[-1], None))
+    encoded = wire.pack(wire.encode_observation(sent, 90))
+    raw = wire.pack(wire.encode_observation(sent, None))
     assert len(encoded) < len(raw) / 4
 
 
