@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ from learners.evaluate_value import episode_curves, evaluate_checkpoint
 from learners.value_learner import ValueLearner, ValueLearnerConfig
 from replay import Outcome, ReplayStore, StoreSchema
 from robot_io.config import ExpertConfig, SimBoxConfig
-from valuemodel.backbone import TINY_TRANSFORMER
+from valuemodel.backbone import TINY_TRANSFORMER, vae_spatial_factor
 from valuemodel.config import ValueModelConfig
 from valuemodel.evaluate import (
     SUMMARY_COLUMNS,
@@ -100,27 +101,68 @@ def target_reference(store: ReplayStore, kinds: dict[str, tuple[str, ...]], out:
     return report["summary"][name]
 
 
+TRAINED_FILE = "trained.json"
+
+
+def training_record(
+    learner_config: ValueLearnerConfig, model_config: ValueModelConfig, backbone: dict | None
+) -> dict:
+    """What a trained checkpoint was made from: both configs and the pretrained backbone's report.
+
+    ``--reuse`` keeps a checkpoint only when this matches exactly; the checkpoint folder itself does not record the
+    learner's seed, step count or learning rate, and a backbone pretrained again (same folder) makes a new model.
+    """
+    return json.loads(
+        json.dumps({"learner": asdict(learner_config), "model": asdict(model_config), "backbone": backbone})
+    )
+
+
 def train_and_evaluate(
-    name: str, model_config: ValueModelConfig, args: argparse.Namespace, work: Path,
-    eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], out: Path, seed: int,
-) -> tuple[dict, list[dict], tuple[float, float, dict]]:  # fmt: skip
+    name: str, model_config: ValueModelConfig, args: argparse.Namespace, work: Path, backbone: dict | None,
+    eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], run: str, out: Path, seed: int,
+) -> tuple[dict, list[dict], tuple[float, float, dict], bool]:  # fmt: skip
+    """Train (or, under ``--reuse``, keep the matching checkpoint of) one model and seed, then evaluate it.
+
+    Returns the summary, the per-episode rows, (train s, eval s, learner metrics) and whether the checkpoint was kept.
+    """
     t0 = time.monotonic()
     static = model_config.kind == "static"
     learner_config = ValueLearnerConfig(
-        store_url=str(work / "train"), checkpoint_root=str(work / "ckpt" / f"{out.name}_s{seed}"),
+        store_url=str(work / "train"), checkpoint_root=str(work / "ckpt" / f"{run}_s{seed}"),
         steps=args.steps, batch_size=32, learning_rate=args.static_lr if static else args.lr, task_names=[TASK],
         time_limit=TIME_LIMIT, checkpoint_every=0, log_every=200, device="cpu", seed=seed,
         wvm_frame_stride=args.wvm_frame_stride,
     )  # fmt: skip
-    shutil.rmtree(learner_config.checkpoint_root, ignore_errors=True)
-    learner = ValueLearner(learner_config, model_config)
-    version = learner.refit(0)
-    train_s = time.monotonic() - t0
+    record = training_record(learner_config, model_config, backbone)
+    trained_path = work / TRAINED_FILE
+    trained = json.loads(trained_path.read_text()) if trained_path.is_file() else {}
+    earlier = trained.get(learner_config.checkpoint_root)
+    kept = bool(args.reuse and earlier and earlier["made_from"] == record)
+    if kept:
+        train_s, metrics = earlier["train_s"], earlier["metrics"]
+        print(
+            f"{name} (seed {seed}): --reuse keeps {learner_config.checkpoint_root} (trained in {train_s:.0f} s)"
+        )
+    else:
+        trained.pop(learner_config.checkpoint_root, None)
+        trained_path.write_text(json.dumps(trained, indent=1))  # a half-trained checkpoint is never trusted
+        shutil.rmtree(learner_config.checkpoint_root, ignore_errors=True)
+        learner = ValueLearner(learner_config, model_config)
+        version = learner.refit(0)
+        train_s, metrics = time.monotonic() - t0, dict(learner.metrics)
+        trained[learner_config.checkpoint_root] = {
+            "made_from": record,
+            "train_s": train_s,
+            "metrics": metrics,
+        }
+        trained_path.write_text(json.dumps(trained, indent=1))
+        print(f"{name} (seed {seed}): v{version:06d} trained in {train_s:.0f} s")
+    t1 = time.monotonic()
     report = evaluate_checkpoint(Path(learner_config.checkpoint_root), eval_store, out, name=name, tags=kinds)
-    eval_s = time.monotonic() - t0 - train_s
-    print(f"{name} (seed {seed}): v{version:06d} trained {train_s:.0f} s, evaluated in {eval_s:.0f} s")
+    eval_s = time.monotonic() - t1
+    print(f"{name} (seed {seed}): evaluated in {eval_s:.0f} s")
     print(report["table"])
-    return report["summary"], report["episodes"], (train_s, eval_s, learner.metrics)
+    return report["summary"], report["episodes"], (train_s, eval_s, metrics), kept
 
 
 def backbone_mismatches(folder: Path, overrides: dict) -> list[str]:
@@ -228,8 +270,10 @@ def main() -> int:
     parser.add_argument(
         "--reuse",
         action="store_true",
-        help="keep the work folder's pretrained backbone and the stores recorded with the same episode counts "
-        "and retry knobs (a store made with others is recorded again; a new training store voids the backbone)",
+        help="keep the work folder's pretrained backbone, the stores recorded with the same episode counts "
+        "and retry knobs (a store made with others is recorded again; a new training store voids the backbone) "
+        f"and the trained checkpoints whose configs and backbone match (listed in {TRAINED_FILE}); every kept "
+        "checkpoint is evaluated again",
     )
     parser.add_argument("--work", default="/tmp/vivarl_value_results")
     args = parser.parse_args()
@@ -312,7 +356,7 @@ def main() -> int:
         runs += [
             (f"{name}, random-init backbone", MODELS[name], "") for name in ("ViVa", "WVM") if name in models
         ]
-    summaries, timings, plots, per_seed, episode_rows = {}, {}, [], {}, {}
+    summaries, timings, plots, per_seed, episode_rows, kept_runs = {}, {}, [], {}, {}, []
     for name, config_file, backbone_dir in runs:
         fields = yaml.safe_load((REPO / "configs/valuemodel" / config_file).read_text())
         model_config = ValueModelConfig(**{**fields, "pretrained_dir": backbone_dir})
@@ -328,12 +372,14 @@ def main() -> int:
         for i, seed in enumerate(seeds):
             # The first seed's curves are the plotted ones; the others are kept in the work folder.
             folder = out if i == 0 else work / "eval_out" / f"{out.name}_s{seed}"
-            summary, rows, timing = train_and_evaluate(
-                name, model_config, args, work, eval_store, kinds, folder, seed
+            summary, rows, timing, kept = train_and_evaluate(
+                name, model_config, args, work, pretrain_report, eval_store, kinds, out.name, folder, seed
             )
             per_seed[name].append(summary[name])
             episode_rows[name] += rows
             timings.setdefault(name, timing)
+            if kept:
+                kept_runs.append(f"{name} seed {seed}")
             reference = summary["ground truth (reference)"]
         summaries[name] = {k: finite_mean(per_seed[name], k) for k in per_seed[name][0]}
     target = target_reference(eval_store, kinds, work / "target_reference")
@@ -374,13 +420,20 @@ def main() -> int:
         f"32 (ViVa/WVM peak lr {args.lr:g}, static {args.static_lr:g}; ViVa's future state {viva_horizon} steps ahead, WVM windows of frames "
         f"{args.wvm_frame_stride} control steps apart, {control_hz / args.wvm_frame_stride:g} fps at {control_hz:g} Hz); rows are means over training seeds "
         f"{seeds}. {command}, "
-        f"{(time.monotonic() - started) / 60:.1f} min in all on 2 CPU cores.",
+        f"{(time.monotonic() - started) / 60:.1f} min in all on 2 CPU cores"
+        + (
+            f" (kept from an earlier run with the same flags and evaluated again, so not in that time: "
+            f"{', '.join(kept_runs)}; their train s is the earlier run's)"
+            if kept_runs
+            else ""
+        )
+        + ".",
         "",
     ]
     if pretrain_report:
         arch = json.loads((Path(pretrained_dir) / "transformer" / "config.json").read_text())
         vae = json.loads((Path(pretrained_dir) / "vae" / "config.json").read_text())
-        factor = int(vae["scale_factor_spatial"])
+        factor = vae_spatial_factor(vae)
         lines += [
             f"ViVa and WVM start from a tiny Wan backbone pretrained by `vivarl-pretrain-backbone` on the training "
             f"episodes' camera frames only ({int(pretrain_report['frames'])} frames x 2 cameras, no labels: VAE with "

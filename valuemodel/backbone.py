@@ -58,6 +58,16 @@ def torch_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+def vae_spatial_factor(vae_config: Any) -> int:
+    """Pixels per latent cell along each image side of an ``AutoencoderKLWan`` config (a dict or the model's).
+
+    Computed from the architecture (one halving per downsampling stage, times the patchify of Wan2.2's VAE)
+    rather than read from ``scale_factor_spatial``: the VAE's layers never read that field, so a config can carry a
+    value that disagrees with what the encoder does.
+    """
+    return 2 ** len(vae_config["temperal_downsample"]) * int(vae_config.get("patch_size") or 1)
+
+
 class FrozenVAE(nn.Module):
     """The Wan VAE encoder side, frozen: one image -> one normalised latent frame.
 
@@ -71,7 +81,7 @@ class FrozenVAE(nn.Module):
         self.vae = vae.eval().requires_grad_(False)
         cfg = vae.config
         self.z_dim = int(cfg.z_dim)
-        self.spatial_factor = 2 ** len(cfg.temperal_downsample) * int(cfg.patch_size or 1)
+        self.spatial_factor = vae_spatial_factor(cfg)
         self.register_buffer(
             "latents_mean", torch.tensor(cfg.latents_mean).view(1, -1, 1, 1), persistent=False
         )

@@ -4,7 +4,16 @@ import pytest
 import torch
 from latent_helpers import random_latents
 
-from valuemodel.backbone import TINY_TRANSFORMER, TINY_VAE, Backbone, FrozenVAE, TaskText, encode_task_texts
+from valuemodel.backbone import (
+    TINY_TRANSFORMER,
+    TINY_VAE,
+    WAN22_5B_VAE,
+    Backbone,
+    FrozenVAE,
+    TaskText,
+    encode_task_texts,
+    vae_spatial_factor,
+)
 from valuemodel.config import ValueModelConfig
 from valuemodel.interface import ValueBatch
 from valuemodel.viva import ViVaModel
@@ -60,6 +69,26 @@ def batch_for(model):
         task_id=torch.tensor([0, 1, 1]),
         image_latents=random_latents(model.config, 3, model.latent_shape),
         state=torch.linspace(-1, 1, 18).reshape(3, 6),
+    )
+
+
+@pytest.mark.parametrize("preset", ["tiny", "wan2.2-ti2v-5b"])
+def test_vae_spatial_factor_is_what_the_encoder_does(preset):
+    from diffusers import AutoencoderKLWan
+
+    # The 5B VAE's downsampling and patchify with narrow layers: the factor depends on those alone.
+    narrow = dict(base_dim=16, decoder_base_dim=16, num_res_blocks=1)
+    config = TINY_VAE if preset == "tiny" else {**WAN22_5B_VAE, **narrow}
+    torch.manual_seed(0)
+    frozen = FrozenVAE(AutoencoderKLWan(**config))
+    factor = vae_spatial_factor(config)
+    assert vae_spatial_factor(frozen.vae.config) == factor
+    assert factor == (8 if preset == "tiny" else WAN22_5B_VAE["scale_factor_spatial"])
+    latents = frozen.encode(torch.rand(1, 3, 64, 96), 64, 96)
+    assert (
+        tuple(latents.shape[1:])
+        == (config["z_dim"], 64 // factor, 96 // factor)
+        == frozen.latent_shape(64, 96)
     )
 
 
