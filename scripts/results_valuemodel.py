@@ -117,15 +117,43 @@ def training_record(
     )
 
 
+def train_or_keep(
+    learner_config: ValueLearnerConfig, model_config: ValueModelConfig, backbone: dict | None, work: Path,
+    reuse: bool,
+) -> tuple[float, dict, bool]:  # fmt: skip
+    """Train one checkpoint, or under ``reuse`` keep the one ``trained.json`` says was made the same way.
+
+    Returns (train s, learner metrics, kept); a kept checkpoint's seconds and metrics are its own run's.
+    """
+    root = learner_config.checkpoint_root
+    record = training_record(learner_config, model_config, backbone)
+    trained_path = work / TRAINED_FILE
+    trained = json.loads(trained_path.read_text()) if trained_path.is_file() else {}
+    earlier = trained.get(root)
+    if reuse and earlier and earlier["made_from"] == record:
+        print(f"--reuse keeps {root} (trained in {earlier['train_s']:.0f} s)")
+        return earlier["train_s"], earlier["metrics"], True
+    trained.pop(root, None)
+    trained_path.write_text(json.dumps(trained, indent=1))  # a half-trained checkpoint is never trusted
+    shutil.rmtree(root, ignore_errors=True)
+    t0 = time.monotonic()
+    learner = ValueLearner(learner_config, model_config)
+    version = learner.refit(0)
+    train_s, metrics = time.monotonic() - t0, dict(learner.metrics)
+    trained[root] = {"made_from": record, "train_s": train_s, "metrics": metrics}
+    trained_path.write_text(json.dumps(trained, indent=1))
+    print(f"{root}: v{version:06d} trained in {train_s:.0f} s")
+    return train_s, metrics, False
+
+
 def train_and_evaluate(
     name: str, model_config: ValueModelConfig, args: argparse.Namespace, work: Path, backbone: dict | None,
     eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], run: str, out: Path, seed: int,
 ) -> tuple[dict, list[dict], tuple[float, float, dict], bool]:  # fmt: skip
-    """Train (or, under ``--reuse``, keep the matching checkpoint of) one model and seed, then evaluate it.
+    """Train (or keep, see ``train_or_keep``) one model and seed, then evaluate it on the held-out store.
 
     Returns the summary, the per-episode rows, (train s, eval s, learner metrics) and whether the checkpoint was kept.
     """
-    t0 = time.monotonic()
     static = model_config.kind == "static"
     learner_config = ValueLearnerConfig(
         store_url=str(work / "train"), checkpoint_root=str(work / "ckpt" / f"{run}_s{seed}"),
@@ -133,33 +161,10 @@ def train_and_evaluate(
         time_limit=TIME_LIMIT, checkpoint_every=0, log_every=200, device="cpu", seed=seed,
         wvm_frame_stride=args.wvm_frame_stride,
     )  # fmt: skip
-    record = training_record(learner_config, model_config, backbone)
-    trained_path = work / TRAINED_FILE
-    trained = json.loads(trained_path.read_text()) if trained_path.is_file() else {}
-    earlier = trained.get(learner_config.checkpoint_root)
-    kept = bool(args.reuse and earlier and earlier["made_from"] == record)
-    if kept:
-        train_s, metrics = earlier["train_s"], earlier["metrics"]
-        print(
-            f"{name} (seed {seed}): --reuse keeps {learner_config.checkpoint_root} (trained in {train_s:.0f} s)"
-        )
-    else:
-        trained.pop(learner_config.checkpoint_root, None)
-        trained_path.write_text(json.dumps(trained, indent=1))  # a half-trained checkpoint is never trusted
-        shutil.rmtree(learner_config.checkpoint_root, ignore_errors=True)
-        learner = ValueLearner(learner_config, model_config)
-        version = learner.refit(0)
-        train_s, metrics = time.monotonic() - t0, dict(learner.metrics)
-        trained[learner_config.checkpoint_root] = {
-            "made_from": record,
-            "train_s": train_s,
-            "metrics": metrics,
-        }
-        trained_path.write_text(json.dumps(trained, indent=1))
-        print(f"{name} (seed {seed}): v{version:06d} trained in {train_s:.0f} s")
-    t1 = time.monotonic()
+    train_s, metrics, kept = train_or_keep(learner_config, model_config, backbone, work, args.reuse)
+    t0 = time.monotonic()
     report = evaluate_checkpoint(Path(learner_config.checkpoint_root), eval_store, out, name=name, tags=kinds)
-    eval_s = time.monotonic() - t1
+    eval_s = time.monotonic() - t0
     print(f"{name} (seed {seed}): evaluated in {eval_s:.0f} s")
     print(report["table"])
     return report["summary"], report["episodes"], (train_s, eval_s, metrics), kept
