@@ -142,6 +142,10 @@ class BridgeServer:
 
     def _open(self) -> None:
         self._stop.clear()
+        if self._jpeg_quality is not None:
+            # Load OpenCV's codec now, not on the first observation: importing cv2 inside that request took the
+            # reply past a client's timeout under load (a flaky test caught it), and a missing codec fails here.
+            wire.encode_jpeg(np.zeros((8, 8, 3), dtype=np.uint8), self._jpeg_quality)
         self.robot.connect()
         try:
             if self.teleoperator is not None:
