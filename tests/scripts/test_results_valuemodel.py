@@ -28,11 +28,10 @@ def test_a_saved_training_record_matches_only_the_same_training(tmp_path):
     backbone = {"vae_loss": 0.0048, "seconds": 1167.9}
     saved = tmp_path / "trained.json"
     saved.write_text(json.dumps(training_record(learner, model, backbone)))
+    kept = json.loads(saved.read_text())
     # Read back from JSON (tuples become lists), it still equals what the same flags ask for ...
-    assert json.loads(saved.read_text()) == training_record(learner, model, backbone)
+    assert kept == training_record(learner, model, backbone)
     # ... and differs as soon as the seed, the model or the backbone does.
-    assert json.loads(saved.read_text()) != training_record(replace(learner, seed=2), model, backbone)
-    assert json.loads(saved.read_text()) != training_record(
-        learner, replace(model, rewind_prob=0.5), backbone
-    )
-    assert json.loads(saved.read_text()) != training_record(learner, model, {**backbone, "seconds": 1200.0})
+    assert kept != training_record(replace(learner, seed=2), model, backbone)
+    assert kept != training_record(learner, replace(model, rewind_prob=0.5), backbone)
+    assert kept != training_record(learner, model, {**backbone, "seconds": 1200.0})
