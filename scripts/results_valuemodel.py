@@ -150,9 +150,11 @@ def train_and_evaluate(
     name: str, model_config: ValueModelConfig, args: argparse.Namespace, work: Path, backbone: dict | None,
     eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], run: str, out: Path, seed: int,
 ) -> tuple[dict, list[dict], tuple[float, float, dict], bool]:  # fmt: skip
-    """Train (or keep, see ``train_or_keep``) one model and seed, then evaluate it on the held-out store.
+    """Train (or keep, see ``train_or_keep``) one model and seed, then evaluate it on the held-out store (or keep
+    its evaluation, see ``evaluate_or_keep``).
 
-    Returns the summary, the per-episode rows, (train s, eval s, learner metrics) and whether the checkpoint was kept.
+    Returns the summary, the per-episode rows, (train s, eval s, learner metrics) and whether the checkpoint and
+    its evaluation were kept.
     """
     static = model_config.kind == "static"
     learner_config = ValueLearnerConfig(
@@ -162,12 +164,46 @@ def train_and_evaluate(
         wvm_frame_stride=args.wvm_frame_stride,
     )  # fmt: skip
     train_s, metrics, kept = train_or_keep(learner_config, model_config, backbone, work, args.reuse)
+    report, eval_s, kept_evaluation = evaluate_or_keep(
+        Path(learner_config.checkpoint_root), eval_store, kinds, out, name, work, kept
+    )
+    return report["summary"], report["episodes"], (train_s, eval_s, metrics), kept, kept_evaluation
+
+
+# Inside a checkpoint root: its held-out evaluation, removed with the checkpoint when it is trained again.
+EVALUATION_DIR = "evaluation"
+
+
+def evaluate_or_keep(
+    root: Path, eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], out: Path, name: str, work: Path,
+    kept: bool,
+) -> tuple[dict, float, bool]:  # fmt: skip
+    """Evaluate a checkpoint on the held-out store, or keep the evaluation a kept checkpoint already has.
+
+    A kept checkpoint (``train_or_keep``) keeps its evaluation when ``trained.json`` says it was of a held-out store
+    recorded with the same knobs: evaluation is deterministic, so it would score the same again, and re-evaluating
+    every seed of every model costs about an hour on 2 cores. The copy in the checkpoint root goes to ``out``.
+    Returns (the report as in metrics.json, eval s (the earlier run's when kept), kept).
+    """
+    trained_path = work / TRAINED_FILE
+    trained = json.loads(trained_path.read_text())
+    entry, store_knobs, copy = trained[str(root)], recorded_knobs(work)["eval"], root / EVALUATION_DIR
+    earlier = entry.get("evaluation")
+    if kept and earlier and earlier["store"] == store_knobs and (copy / "metrics.json").is_file():
+        print(f"--reuse keeps the evaluation of {root} (made in {earlier['eval_s']:.0f} s)")
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(copy, out)
+        return json.loads((out / "metrics.json").read_text()), earlier["eval_s"], True
     t0 = time.monotonic()
-    report = evaluate_checkpoint(Path(learner_config.checkpoint_root), eval_store, out, name=name, tags=kinds)
+    report = evaluate_checkpoint(root, eval_store, out, name=name, tags=kinds)
     eval_s = time.monotonic() - t0
-    print(f"{name} (seed {seed}): evaluated in {eval_s:.0f} s")
+    print(f"{name} ({root.name}): evaluated in {eval_s:.0f} s")
     print(report["table"])
-    return report["summary"], report["episodes"], (train_s, eval_s, metrics), kept
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(out, copy)
+    entry["evaluation"] = {"store": store_knobs, "eval_s": eval_s}
+    trained_path.write_text(json.dumps(trained, indent=1))
+    return report, eval_s, False
 
 
 def backbone_mismatches(folder: Path, overrides: dict) -> list[str]:
@@ -277,8 +313,8 @@ def main() -> int:
         action="store_true",
         help="keep the work folder's pretrained backbone, the stores recorded with the same episode counts "
         "and retry knobs (a store made with others is recorded again; a new training store voids the backbone) "
-        f"and the trained checkpoints whose configs and backbone match (listed in {TRAINED_FILE}); every kept "
-        "checkpoint is evaluated again",
+        f"and the trained checkpoints whose configs and backbone match (listed in {TRAINED_FILE}), with their "
+        "evaluations of a held-out store recorded with the same knobs",
     )
     parser.add_argument("--work", default="/tmp/vivarl_value_results")
     args = parser.parse_args()
@@ -377,14 +413,14 @@ def main() -> int:
         for i, seed in enumerate(seeds):
             # The first seed's curves are the plotted ones; the others are kept in the work folder.
             folder = out if i == 0 else work / "eval_out" / f"{out.name}_s{seed}"
-            summary, rows, timing, kept = train_and_evaluate(
+            summary, rows, timing, kept, kept_evaluation = train_and_evaluate(
                 name, model_config, args, work, pretrain_report, eval_store, kinds, out.name, folder, seed
             )
             per_seed[name].append(summary[name])
             episode_rows[name] += rows
             timings.setdefault(name, timing)
             if kept:
-                kept_runs.append(f"{name} seed {seed}")
+                kept_runs.append(f"{name} seed {seed}" + (" with its evaluation" if kept_evaluation else ""))
             reference = summary["ground truth (reference)"]
         summaries[name] = {k: finite_mean(per_seed[name], k) for k in per_seed[name][0]}
     target = target_reference(eval_store, kinds, work / "target_reference")
@@ -427,8 +463,8 @@ def main() -> int:
         f"{seeds}. {command}, "
         f"{(time.monotonic() - started) / 60:.1f} min in all on 2 CPU cores"
         + (
-            f" (kept from an earlier run with the same flags and evaluated again, so not in that time: "
-            f"{', '.join(kept_runs)}; their train s is the earlier run's)"
+            f" (kept from an earlier run with the same flags, so not in that time, and evaluated again unless "
+            f"said: {', '.join(kept_runs)}; their train s, and a kept evaluation's eval s, are the earlier run's)"
             if kept_runs
             else ""
         )

@@ -1,4 +1,5 @@
-"""The value-model results script keeps a trained checkpoint under --reuse only when it was made the same way."""
+"""The value-model results script keeps a trained checkpoint under --reuse only when it was made the same way, and
+its evaluation only when it was of the same held-out store."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from results_valuemodel import training_record  # noqa: E402
+import results_valuemodel  # noqa: E402
+from results_valuemodel import evaluate_or_keep, training_record  # noqa: E402
 
 from learners.value_learner import ValueLearnerConfig  # noqa: E402
 from valuemodel.config import ValueModelConfig  # noqa: E402
@@ -35,3 +37,39 @@ def test_a_saved_training_record_matches_only_the_same_training(tmp_path):
     assert kept != training_record(replace(learner, seed=2), model, backbone)
     assert kept != training_record(learner, replace(model, rewind_prob=0.5), backbone)
     assert kept != training_record(learner, model, {**backbone, "seconds": 1200.0})
+
+
+def test_a_kept_checkpoint_keeps_its_evaluation_only_of_the_same_held_out_store(tmp_path, monkeypatch):
+    evaluated = []
+
+    def fake_evaluate_checkpoint(root, store, out, name, tags):
+        # Stands in for the real evaluation (minutes per checkpoint); what is under test is when it runs.
+        evaluated.append(Path(root).name)
+        report = {"summary": {name: {"retry_voc": 0.5 + len(evaluated)}}, "episodes": [{"n": len(evaluated)}]}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(report))
+        return {**report, "table": "|table|"}
+
+    monkeypatch.setattr(results_valuemodel, "evaluate_checkpoint", fake_evaluate_checkpoint)
+    work, root = tmp_path / "work", tmp_path / "work" / "ckpt" / "value_viva_s0"
+    root.mkdir(parents=True)
+    (work / "trained.json").write_text(json.dumps({str(root): {"train_s": 1.0}}))
+    knobs = {"episodes": 48, "retry": 0.6, "first_seed": 2000}
+    (work / "recording.json").write_text(json.dumps({"eval": knobs}))
+
+    def run(out_name: str, kept: bool):
+        return evaluate_or_keep(root, None, {}, tmp_path / out_name, "ViVa", work, kept)
+
+    first, _, kept_first = run("plots_a", kept=True)  # no evaluation recorded yet
+    again, _, kept_again = run("plots_b", kept=True)
+    assert (evaluated, kept_first, kept_again) == (["value_viva_s0"], False, True)
+    assert again == json.loads((tmp_path / "plots_a" / "metrics.json").read_text())
+    assert (tmp_path / "plots_b" / "metrics.json").read_text() == (
+        tmp_path / "plots_a" / "metrics.json"
+    ).read_text()
+    # A retrained checkpoint is evaluated again, and so is a kept one on a store recorded with other knobs.
+    _, _, kept_retrained = run("plots_c", kept=False)
+    (work / "recording.json").write_text(json.dumps({"eval": {**knobs, "retry": 0.3}}))
+    other, _, kept_other = run("plots_d", kept=True)
+    assert (len(evaluated), kept_retrained, kept_other) == (3, False, False)
+    assert other["episodes"] == [{"n": 3}]
