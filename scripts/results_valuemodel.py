@@ -46,6 +46,7 @@ from valuemodel.evaluate import (
     finite_mean,
     markdown_table,
     paired_difference,
+    seed_difference,
 )
 from valuemodel.targets import episode_value_targets
 
@@ -243,26 +244,45 @@ def stores_to_record(work: Path, wanted: dict[str, dict[str, float]], reuse: boo
     return [name for name, knobs in wanted.items() if saved.get(name) != knobs or not (work / name).is_dir()]
 
 
-def comparison_table(episode_rows: dict[str, list[dict]], seeds: list[int]) -> str:
-    """Each model minus the static baseline on the goal's two metrics, with 90% paired-bootstrap intervals."""
+def comparison_table(
+    episode_rows: dict[str, list[dict]], per_seed: dict[str, list[dict[str, float]]], seeds: list[int]
+) -> str:
+    """Each model minus the static baseline on the goal's two metrics: over held-out episodes with 90%
+    paired-bootstrap intervals, and (with several seeds) over training seeds with a one-sided rank test."""
+    goal = {"retry_voc": "Retry-VOC", "error_rate": "ErrDR"}
+    over_seeds = len(seeds) > 1
+    header = [f"{label} difference [90% interval]" for label in goal.values()]
+    if over_seeds:
+        header += [f"{label} over seeds (p)" for label in goal.values()]
     lines = [
         f"Difference from the {BASELINE} on the same held-out episodes (model minus baseline; per-episode metrics "
         f"averaged over the {len(seeds)} training seed(s) first, then a 90% BCa bootstrap over episodes, "
         "`valuemodel.evaluate.paired_difference`; the interval covers which episodes were drawn, not the "
-        "seed-to-seed spread):",
+        "seed-to-seed spread"
+        + (
+            '; "over seeds" is the difference of the per-seed means in the table above, with the one-sided '
+            "Mann-Whitney p-value that the model's seeds sit above the baseline's, `seed_difference`"
+            if over_seeds
+            else ""
+        )
+        + "):",
         "",
-        "| model | Retry-VOC difference [90% interval] | ErrDR difference [90% interval] |",
-        "|---|---|---|",
+        "| model | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(header),
     ]
     for name, rows in episode_rows.items():
         if name == BASELINE:
             continue
         cells = []
-        for key in ("retry_voc", "error_rate"):
+        for key in goal:
             d = paired_difference(rows, episode_rows[BASELINE], key)
             cells.append(
                 f"{d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] ({int(d['episodes'])} episodes)"
             )
+        if over_seeds:
+            for key in goal:
+                d = seed_difference([r[key] for r in per_seed[name]], [r[key] for r in per_seed[BASELINE]])
+                cells.append(f"{d['difference']:+.2f} (p {d['p']:.3f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -513,7 +533,7 @@ def main() -> int:
                      for k in ("voc", "retry_voc", "error_rate")]  # fmt: skip
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if BASELINE in episode_rows:
-        lines += ["", comparison_table(episode_rows, seeds)]
+        lines += ["", comparison_table(episode_rows, per_seed, seeds)]
     lines += ["", "Plots: " + ", ".join(f"`{os.path.relpath(p, REPO)}`" for p in plots)]
     title = "Value models" if args.section == "value-models" else f"Value models ({args.section})"
     write_section(
