@@ -21,6 +21,7 @@ pauses, drops and stalls) reads a retry it has not been trained on as lost progr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -150,7 +151,7 @@ def train_or_keep(
 def train_and_evaluate(
     name: str, model_config: ValueModelConfig, args: argparse.Namespace, work: Path, backbone: dict | None,
     eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], run: str, out: Path, seed: int,
-) -> tuple[dict, list[dict], tuple[float, float, dict], bool]:  # fmt: skip
+) -> tuple[dict, list[dict], tuple[float, float, dict], bool, bool]:  # fmt: skip
     """Train (or keep, see ``train_or_keep``) one model and seed, then evaluate it on the held-out store (or keep
     its evaluation, see ``evaluate_or_keep``).
 
@@ -175,22 +176,35 @@ def train_and_evaluate(
 EVALUATION_DIR = "evaluation"
 
 
+def held_out_identity(work: Path, eval_store: ReplayStore) -> dict:
+    """What a kept evaluation must have been made on: the held-out store's recording knobs and its episodes.
+
+    The episode ids carry the recording time, so a store recorded again with the same knobs is a different store,
+    and an evaluation of the old one would pair with nothing in the new one's comparison.
+    """
+    ids = "\n".join(sorted(eval_store.episode_ids()))
+    return {
+        "knobs": recorded_knobs(work)["eval"],
+        "episode_ids_sha256": hashlib.sha256(ids.encode()).hexdigest(),
+    }
+
+
 def evaluate_or_keep(
     root: Path, eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], out: Path, name: str, work: Path,
     kept: bool,
 ) -> tuple[dict, float, bool]:  # fmt: skip
     """Evaluate a checkpoint on the held-out store, or keep the evaluation a kept checkpoint already has.
 
-    A kept checkpoint (``train_or_keep``) keeps its evaluation when ``trained.json`` says it was of a held-out store
-    recorded with the same knobs: evaluation is deterministic, so it would score the same again, and re-evaluating
+    A kept checkpoint (``train_or_keep``) keeps its evaluation when ``trained.json`` says it was of the same
+    held-out store (``held_out_identity``): evaluation is deterministic, so it would score the same again, and re-evaluating
     every seed of every model costs about an hour on 2 cores. The copy in the checkpoint root goes to ``out``.
     Returns (the report as in metrics.json, eval s (the earlier run's when kept), kept).
     """
     trained_path = work / TRAINED_FILE
     trained = json.loads(trained_path.read_text())
-    entry, store_knobs, copy = trained[str(root)], recorded_knobs(work)["eval"], root / EVALUATION_DIR
+    entry, store, copy = trained[str(root)], held_out_identity(work, eval_store), root / EVALUATION_DIR
     earlier = entry.get("evaluation")
-    if kept and earlier and earlier["store"] == store_knobs and (copy / "metrics.json").is_file():
+    if kept and earlier and earlier["store"] == store and (copy / "metrics.json").is_file():
         print(f"--reuse keeps the evaluation of {root} (made in {earlier['eval_s']:.0f} s)")
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(copy, out)
@@ -202,7 +216,7 @@ def evaluate_or_keep(
     print(report["table"])
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(out, copy)
-    entry["evaluation"] = {"store": store_knobs, "eval_s": eval_s}
+    entry["evaluation"] = {"store": store, "eval_s": eval_s}
     trained_path.write_text(json.dumps(trained, indent=1))
     return report, eval_s, False
 
@@ -334,7 +348,7 @@ def main() -> int:
         help="keep the work folder's pretrained backbone, the stores recorded with the same episode counts "
         "and retry knobs (a store made with others is recorded again; a new training store voids the backbone) "
         f"and the trained checkpoints whose configs and backbone match (listed in {TRAINED_FILE}), with their "
-        "evaluations of a held-out store recorded with the same knobs",
+        "evaluations of the same held-out store",
     )
     parser.add_argument("--work", default="/tmp/vivarl_value_results")
     args = parser.parse_args()

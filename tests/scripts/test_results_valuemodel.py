@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
@@ -57,8 +58,10 @@ def test_a_kept_checkpoint_keeps_its_evaluation_only_of_the_same_held_out_store(
     knobs = {"episodes": 48, "retry": 0.6, "first_seed": 2000}
     (work / "recording.json").write_text(json.dumps({"eval": knobs}))
 
+    store = SimpleNamespace(episode_ids=lambda: ["20261121T190238Z-a", "20261121T190301Z-b"])
+
     def run(out_name: str, kept: bool):
-        return evaluate_or_keep(root, None, {}, tmp_path / out_name, "ViVa", work, kept)
+        return evaluate_or_keep(root, store, {}, tmp_path / out_name, "ViVa", work, kept)
 
     first, _, kept_first = run("plots_a", kept=True)  # no evaluation recorded yet
     again, _, kept_again = run("plots_b", kept=True)
@@ -67,9 +70,12 @@ def test_a_kept_checkpoint_keeps_its_evaluation_only_of_the_same_held_out_store(
     assert (tmp_path / "plots_b" / "metrics.json").read_text() == (
         tmp_path / "plots_a" / "metrics.json"
     ).read_text()
-    # A retrained checkpoint is evaluated again, and so is a kept one on a store recorded with other knobs.
+    # A retrained checkpoint is evaluated again; so is a kept one on a store recorded again, with the same knobs
+    # (new episode ids) or with others.
     _, _, kept_retrained = run("plots_c", kept=False)
+    store.episode_ids = lambda: ["20261122T040000Z-c", "20261122T040012Z-d"]
+    _, _, kept_rerecorded = run("plots_d", kept=True)
     (work / "recording.json").write_text(json.dumps({"eval": {**knobs, "retry": 0.3}}))
-    other, _, kept_other = run("plots_d", kept=True)
-    assert (len(evaluated), kept_retrained, kept_other) == (3, False, False)
-    assert other["episodes"] == [{"n": 3}]
+    other, _, kept_other = run("plots_e", kept=True)
+    assert (len(evaluated), kept_retrained, kept_rerecorded, kept_other) == (4, False, False, False)
+    assert other["episodes"] == [{"n": 4}]
