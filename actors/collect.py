@@ -46,7 +46,11 @@ def collect_episode(
     their kinds are stored as the episode's tags, which value-model evaluation uses to pick suboptimal episodes.
     """
     with store.episode_writer(
-        robot_id=robot_id, round=round, policy_version=policy_version, task=task, purpose=purpose,
+        robot_id=robot_id,
+        round=round,
+        policy_version=policy_version,
+        task=task,
+        purpose=purpose,
         expected_steps=max_steps,
     ) as writer:
 

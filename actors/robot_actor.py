@@ -155,7 +155,11 @@ class RobotWorker:
                     f"arm '{self.settings.robot.name}' has no demonstrator: record demonstrations with LeRobot's "
                     "tools and import them with `vivarl-replay import`"
                 )
-            return TeleoperatorAsPolicy(self.demonstrator), None, lambda: getattr(self.demonstrator, "events", ())
+            return (
+                TeleoperatorAsPolicy(self.demonstrator),
+                None,
+                lambda: getattr(self.demonstrator, "events", ()),
+            )
         if self.policy is None:
             raise RuntimeError(f"arm '{self.settings.robot.name}' has no policy yet: call set_policy first")
         teleop = self.corrector if purpose == "rollout" else None

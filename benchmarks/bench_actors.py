@@ -27,8 +27,9 @@ def tiny_checkpoint(root: Path) -> Path:
     config = PolicyConfig()
     zeros = {"mean": [0.0] * config.state_dim, "std": [1.0] * config.state_dim}
     actions = {"mean": [0.0] * config.action_dim, "std": [1.0] * config.action_dim}
-    return save_policy(build_model(config), Normalizer({"state": zeros, "action": actions}), root, 1,
-                       labelling_run=None)
+    return save_policy(
+        build_model(config), Normalizer({"state": zeros, "action": actions}), root, 1, labelling_run=None
+    )
 
 
 @ray.remote(num_cpus=0.1)
@@ -43,9 +44,13 @@ def broadcast(checkpoint: Path, arms: int, repeats: int) -> None:
     try:
         store = tempfile.mkdtemp(prefix="bench-actors-")
         settings = [
-            ActorSettings(RobotConfig(type="sim_box", name=f"b{i}", sim_box=SimBoxConfig(image_height=32,
-                                                                                       image_width=32)),
-                          store_url=store, task="bench")
+            ActorSettings(
+                RobotConfig(
+                    type="sim_box", name=f"b{i}", sim_box=SimBoxConfig(image_height=32, image_width=32)
+                ),
+                store_url=store,
+                task="bench",
+            )
             for i in range(arms)
         ]
         actors = list(launch_robot_actors(settings).values())
@@ -53,7 +58,9 @@ def broadcast(checkpoint: Path, arms: int, repeats: int) -> None:
         ray.get([a.info.remote() for a in actors])
         packed = pack_checkpoint(checkpoint, "v1")
         size_mb = sum(len(b) for b in packed.files.values()) / 1e6
-        print(f"checkpoint {size_mb:.2f} MB; {'actors':>6} {'broadcast+load ms':>18} {'floor ms':>9} {'ratio':>6}")
+        print(
+            f"checkpoint {size_mb:.2f} MB; {'actors':>6} {'broadcast+load ms':>18} {'floor ms':>9} {'ratio':>6}"
+        )
         for n in (1, 2, 4):
             if n > arms:
                 continue
@@ -83,7 +90,9 @@ def jitter(checkpoint: Path, steps: int) -> None:
             tick += period
             time.sleep(max(0.0, tick - time.monotonic()))
             floor_times.append(time.monotonic())
-        robot = make_robot(RobotConfig(type="sim_box", sim_box=SimBoxConfig(control_hz=hz, max_steps=steps + 1)))
+        robot = make_robot(
+            RobotConfig(type="sim_box", sim_box=SimBoxConfig(control_hz=hz, max_steps=steps + 1))
+        )
         robot.connect()
         policy = load_policy(checkpoint)
         times: list[float] = []

@@ -1,7 +1,7 @@
 """The `vivarl` commands: compose the config, build the run object, run it.
 
-    vivarl [overrides]        the overnight improvement loop (resume: the same run_dir=...)
-    vivarl-demo [overrides]   a batch of scripted-expert episodes in the simulator, as a video and a summary
+vivarl [overrides]        the overnight improvement loop (resume: the same run_dir=...)
+vivarl-demo [overrides]   a batch of scripted-expert episodes in the simulator, as a video and a summary
 """
 
 from __future__ import annotations

@@ -82,7 +82,9 @@ def collect(
         before_attempt()
         # Seeds never repeat across attempts, so a retried episode is a new one, not a replay of a torn one.
         plan = spread_seeds(missing, sorted(actors), seed_base + attempt * 10_000 + done)
-        pending = {actors[arm].run_episodes.remote(purpose, round_index, seeds): arm for arm, seeds in plan.items()}
+        pending = {
+            actors[arm].run_episodes.remote(purpose, round_index, seeds): arm for arm, seeds in plan.items()
+        }
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             arm = pending.pop(ready[0])

@@ -114,7 +114,9 @@ def to_dataclass(cfg: DictConfig) -> VivarlConfig:
     """Resolve interpolations and convert to the dataclass (runs ``__post_init__`` validation)."""
     config: VivarlConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     if not config.robots:
-        raise ValueError("no robots configured: add one with +robot@robots.<name>=sim_box (see configs/robot/)")
+        raise ValueError(
+            "no robots configured: add one with +robot@robots.<name>=sim_box (see configs/robot/)"
+        )
     for name, robot in config.robots.items():
         robot.name = name
     return config

@@ -68,8 +68,10 @@ def record_expert_batch(config: VivarlConfig) -> list[EpisodeResult]:
 
         imageio.mimwrite(run_dir / "episodes.mp4", frames, fps=config.demo.video_fps, macro_block_size=1)
     console.print(_summary_table(results))
-    console.print(f"success rate {summary['success_rate']:.0%}; wrote {run_dir}/summary.json"
-                  + (f" and {run_dir}/episodes.mp4" if config.demo.video else ""))
+    console.print(
+        f"success rate {summary['success_rate']:.0%}; wrote {run_dir}/summary.json"
+        + (f" and {run_dir}/episodes.mp4" if config.demo.video else "")
+    )
     return results
 
 

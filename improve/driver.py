@@ -80,8 +80,10 @@ class RoundDriver:
 
     # -- stages ---------------------------------------------------------------------------------------------
     def _stage_collect(self, r: int) -> dict[str, Any]:
-        purpose, target = ("demo", self.config.loop.demo_episodes) if r == 0 else (
-            "rollout", self.config.loop.episodes_per_round
+        purpose, target = (
+            ("demo", self.config.loop.demo_episodes)
+            if r == 0
+            else ("rollout", self.config.loop.episodes_per_round)
         )
         records = self._collect(r, purpose, target)
         return {"collected": len(records), "purpose": purpose}
@@ -101,11 +103,15 @@ class RoundDriver:
         version = self.state.round_outputs(r).get("value_version")
         if version is not None:
             ray.get(self.value_learner.label.remote(version))
-            value_key = self.config.value_learner.label_key.format(version=version, kind=self.config.valuemodel.kind)
+            value_key = self.config.value_learner.label_key.format(
+                version=version, kind=self.config.valuemodel.kind
+            )
         run = f"round{r:03d}" + (f"-{value_key}" if value_key else "-progress")
         labelling = replace(self.config.labelling, run=run, value_key=value_key)
         # Evaluation episodes are measurements of a policy, not training data.
-        report = label_store(self._store(), labelling, EpisodeFilter(purposes=("demo", "rollout")), log=log.info)
+        report = label_store(
+            self._store(), labelling, EpisodeFilter(purposes=("demo", "rollout")), log=log.info
+        )
         return {"labelling_run": run, "value_key": value_key, "positive_fraction": report.positive_fraction}
 
     def _stage_train_policy(self, r: int) -> dict[str, Any]:
@@ -113,9 +119,13 @@ class RoundDriver:
 
         run = self.state.round_outputs(r)["labelling_run"]
         result = ray.get(self.policy_learner.train_round.remote(r, run))
-        return {"policy_version": int(result["version"]), "policy_checkpoint": result["checkpoint"],
-                "policy_final_loss": result["final_loss"], "policy_samples_per_s": result["samples_per_s"],
-                "policy_data_wait_fraction": result["data_wait_fraction"]}
+        return {
+            "policy_version": int(result["version"]),
+            "policy_checkpoint": result["checkpoint"],
+            "policy_final_loss": result["final_loss"],
+            "policy_samples_per_s": result["samples_per_s"],
+            "policy_data_wait_fraction": result["data_wait_fraction"],
+        }
 
     def _stage_deploy(self, r: int) -> dict[str, Any]:
         outputs = self.state.round_outputs(r)
@@ -135,7 +145,9 @@ class RoundDriver:
                 round_index=r,
                 purpose=purpose,
                 target=target,
-                seed_base=self.config.loop.seed + 1_000_000 * r + {"demo": 0, "rollout": 0, "eval": 500_000}[purpose],
+                seed_base=self.config.loop.seed
+                + 1_000_000 * r
+                + {"demo": 0, "rollout": 0, "eval": 500_000}[purpose],
                 max_attempts=self.config.loop.max_collect_attempts,
                 before_attempt=self._redeploy,
                 on_progress=advance,
@@ -188,18 +200,28 @@ class RoundDriver:
             self.monitor.log_round(r, metrics, **media)
             self.monitor.log_role("actor", r, self._per_arm_metrics(r, hz))
             self.monitor.log_role("value_learner", r, ray.get(self.value_learner.metrics.remote()))
-            self.monitor.log_role("policy_learner", r, {
-                "policy/final_loss": outputs.get("policy_final_loss", float("nan")),
-                "policy/version": float(outputs.get("policy_version", -1)),
-                "policy/samples_per_s": outputs.get("policy_samples_per_s", float("nan")),
-                "policy/data_wait_fraction": outputs.get("policy_data_wait_fraction", float("nan")),
-            })
+            self.monitor.log_role(
+                "policy_learner",
+                r,
+                {
+                    "policy/final_loss": outputs.get("policy_final_loss", float("nan")),
+                    "policy/version": float(outputs.get("policy_version", -1)),
+                    "policy/samples_per_s": outputs.get("policy_samples_per_s", float("nan")),
+                    "policy/data_wait_fraction": outputs.get("policy_data_wait_fraction", float("nan")),
+                },
+            )
 
     def _per_arm_metrics(self, r: int, hz: float) -> dict[str, float]:
-        records = [rec for purpose in ("demo", "rollout", "eval") for rec in committed_episodes(self._store(), r, purpose)]
+        records = [
+            rec
+            for purpose in ("demo", "rollout", "eval")
+            for rec in committed_episodes(self._store(), r, purpose)
+        ]
         metrics: dict[str, float] = {}
         for arm in self.actors:
-            for key, value in episode_metrics([rec for rec in records if rec.meta.robot_id == arm], hz).items():
+            for key, value in episode_metrics(
+                [rec for rec in records if rec.meta.robot_id == arm], hz
+            ).items():
                 metrics[f"{arm}/{key}"] = value
         return metrics
 

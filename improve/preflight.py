@@ -20,23 +20,38 @@ def check_config(config: VivarlConfig) -> None:
     if loop.rounds < 0:
         raise PreflightError(f"loop.rounds must be >= 0, got {loop.rounds}")
     if loop.outcome_source not in ("simulator", "operator"):
-        raise PreflightError(f"loop.outcome_source must be 'simulator' or 'operator', got {loop.outcome_source!r}")
+        raise PreflightError(
+            f"loop.outcome_source must be 'simulator' or 'operator', got {loop.outcome_source!r}"
+        )
     simulated = [r.name for r in config.robots.values() if r.type == "sim_box"]
     if loop.outcome_source == "simulator" and len(simulated) != len(config.robots):
         real = sorted(set(config.robots) - set(simulated))
-        raise PreflightError(f"arms {real} are not simulated: set loop.outcome_source=operator to label by hand")
+        raise PreflightError(
+            f"arms {real} are not simulated: set loop.outcome_source=operator to label by hand"
+        )
     for path, what in (
         (config.policy_learner.base_checkpoint, "policy_learner.base_checkpoint"),
         (config.valuemodel.pretrained_dir, "valuemodel.pretrained_dir"),
     ):
         if path and not Path(path).is_dir():
-            raise PreflightError(f"{what} points to {path}, which is not a directory; fix the path or leave it empty")
+            raise PreflightError(
+                f"{what} points to {path}, which is not a directory; fix the path or leave it empty"
+            )
     cameras = {tuple(r.sim_box.cameras) for r in config.robots.values() if r.type == "sim_box"}
     for names in cameras:
-        for model, wanted in (("valuemodel", config.valuemodel.cameras),
-                              ("policy_learner.policy", config.policy_learner.policy.cameras)):
+        for model, wanted in (
+            ("valuemodel", config.valuemodel.cameras),
+            ("policy_learner.policy", config.policy_learner.policy.cameras),
+        ):
             missing = sorted(set(wanted) - set(names))
             if missing:
-                raise PreflightError(f"{model}.cameras wants {missing}, which the arms do not have (they have {list(names)})")
-    if config.value_learner.store_url != config.store_url or config.policy_learner.store_url != config.store_url:
-        raise PreflightError("value_learner.store_url and policy_learner.store_url must be the run's store_url")
+                raise PreflightError(
+                    f"{model}.cameras wants {missing}, which the arms do not have (they have {list(names)})"
+                )
+    if (
+        config.value_learner.store_url != config.store_url
+        or config.policy_learner.store_url != config.store_url
+    ):
+        raise PreflightError(
+            "value_learner.store_url and policy_learner.store_url must be the run's store_url"
+        )

@@ -46,8 +46,18 @@ def round_table(state: RunState) -> Table:
     """One row per finished round: the numbers a lab reads in the morning (stage times: ``stage_table``)."""
     table = Table(title=f"vivarl run {state.run_name}")
     # Short headers keep the table whole in an 80-column log; the README explains each column.
-    columns = ("round", "eval\nsucc", "coll\nsucc", "succ/h\neval", "mean\nlen", "interv\nrate",
-               "pos\nfrac", "policy", "value\nVOC", "wall\nmin")
+    columns = (
+        "round",
+        "eval\nsucc",
+        "coll\nsucc",
+        "succ/h\neval",
+        "mean\nlen",
+        "interv\nrate",
+        "pos\nfrac",
+        "policy",
+        "value\nVOC",
+        "wall\nmin",
+    )
     for column in columns:
         table.add_column(column, justify="right")
     for key in sorted(state.rounds, key=int):
@@ -108,7 +118,10 @@ def round_media(
         episode = store.read_episode(evals[0].meta.episode_id)
         names = store.schema.camera_names
         frames = [episode[f"images/{name}"] for name in names]
-        tiled = [tile_cameras({n: f[t] for n, f in zip(names, frames, strict=True)}, names) for t in range(len(frames[0]))]
+        tiled = [
+            tile_cameras({n: f[t] for n, f in zip(names, frames, strict=True)}, names)
+            for t in range(len(frames[0]))
+        ]
         media_dir.mkdir(parents=True, exist_ok=True)
         media["video"] = media_dir / f"round{round_index:03d}_eval.mp4"
         imageio.mimwrite(media["video"], tiled, fps=fps, macro_block_size=1)
@@ -123,8 +136,13 @@ def round_media(
             values = store.read_derived("value", value_key, record.meta.episode_id)
             progress = store.read_episode(record.meta.episode_id, columns=["progress"])["progress"]
             if values is not None:
-                curves.append(ValueCurve(pred=from_model_range(values) + 1.0, gt=progress,
-                                         title=f"{record.meta.outcome.value} {record.meta.episode_id[-6:]}"))
+                curves.append(
+                    ValueCurve(
+                        pred=from_model_range(values) + 1.0,
+                        gt=progress,
+                        title=f"{record.meta.outcome.value} {record.meta.episode_id[-6:]}",
+                    )
+                )
         if curves:
             media_dir.mkdir(parents=True, exist_ok=True)
             path = media_dir / f"round{round_index:03d}_values.png"

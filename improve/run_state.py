@@ -73,4 +73,6 @@ class RunState:
         try:
             return cls(**json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError) as exc:
-            raise RunStateError(f"{path} is not a vivarl run state ({exc}); move it away to start afresh") from exc
+            raise RunStateError(
+                f"{path} is not a vivarl run state ({exc}); move it away to start afresh"
+            ) from exc

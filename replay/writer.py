@@ -364,7 +364,9 @@ class EpisodeWriter:
         }
         self._store.location.write_json_atomic(body, *self._parts, WRITER_FILE, durable=False)
 
-    def _build_record(self, outcome: Outcome, labelled_by: str | None, tags: tuple[str, ...]) -> EpisodeRecord:
+    def _build_record(
+        self, outcome: Outcome, labelled_by: str | None, tags: tuple[str, ...]
+    ) -> EpisodeRecord:
         length = self.length
         _resize_all(self._arrays.values(), length)
         self._store.consolidate_episode(self._parts)

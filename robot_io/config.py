@@ -153,7 +153,9 @@ class BridgeServerConfig:
 
     def __post_init__(self) -> None:
         if self.robot.type == "bridge":
-            raise ValueError("a bridge server must drive an arm itself: robot.type=bridge would chain bridges")
+            raise ValueError(
+                "a bridge server must drive an arm itself: robot.type=bridge would chain bridges"
+            )
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         if self.stale_command_timeout_s < 0:

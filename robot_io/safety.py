@@ -46,7 +46,10 @@ class SafetyStats:
 
 def _resolve_limits(spec: RobotSpec, cfg: SafetyConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     low, high = spec.action_low.copy(), spec.action_high.copy()
-    for name, values, is_low in (("position_low", cfg.position_low, True), ("position_high", cfg.position_high, False)):
+    for name, values, is_low in (
+        ("position_low", cfg.position_low, True),
+        ("position_high", cfg.position_high, False),
+    ):
         if values is None:
             continue
         arr = np.asarray(values, dtype=np.float32)

@@ -26,7 +26,9 @@ def local_ray():
 def test_actor_killed_mid_episode_restarts_and_the_torn_episode_is_never_sampled(local_ray, tmp_path):
     url = str(tmp_path / "replay")
     robot = RobotConfig(type="sim_box", name="sim0", sim_box=SimBoxConfig(image_height=32, image_width=32))
-    actor = launch_robot_actors([ActorSettings(robot=robot, store_url=url, task="box_assembly")], max_restarts=2)["sim0"]
+    actor = launch_robot_actors(
+        [ActorSettings(robot=robot, store_url=url, task="box_assembly")], max_restarts=2
+    )["sim0"]
     pid = ray.get(actor.info.remote())["pid"]
     running = actor.run_episodes.remote("demo", 0, [0, 1, 2])
     store = ReplayStore.open(url)

@@ -54,15 +54,37 @@ def test_robot_actor_lands_on_the_node_with_its_resource(tmp_path):
     port = "6391"
     before = ray_processes()
     try:
-        run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-             f"--temp-dir={head_dir}", "--resources={}"], env)
-        run([RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", f"--temp-dir={worker_dir}",
-             "--resources=" + json.dumps({"robot:arm1": 1})], env)
+        run(
+            [
+                RAY,
+                "start",
+                "--head",
+                f"--port={port}",
+                "--num-cpus=1",
+                "--include-dashboard=false",
+                f"--temp-dir={head_dir}",
+                "--resources={}",
+            ],
+            env,
+        )
+        run(
+            [
+                RAY,
+                "start",
+                f"--address=127.0.0.1:{port}",
+                "--num-cpus=2",
+                f"--temp-dir={worker_dir}",
+                "--resources=" + json.dumps({"robot:arm1": 1}),
+            ],
+            env,
+        )
         # Nothing joins without the token: the same probe with token auth off is refused.
         refused = subprocess.run(
             [sys.executable, str(PROBE), f"127.0.0.1:{port}", str(tmp_path / "replay")],
             env={**env, "RAY_AUTH_MODE": "disabled", "HOME": str(tmp_path / "elsewhere")},
-            capture_output=True, text=True, timeout=180,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         assert refused.returncode != 0
         out = run([sys.executable, str(PROBE), f"127.0.0.1:{port}", str(tmp_path / "replay")], env)

@@ -20,8 +20,9 @@ def main(address: str, store_url: str) -> None:
     landed = ray.get(handles["arm1"].node_id.remote())
     ghost_error = ""
     try:
-        launch_robot_actors([ActorSettings(robot=RobotConfig(type="sim_box", name="arm9"), store_url=store_url,
-                                           task="t")])
+        launch_robot_actors(
+            [ActorSettings(robot=RobotConfig(type="sim_box", name="arm9"), store_url=store_url, task="t")]
+        )
     except RuntimeError as err:
         ghost_error = str(err)
     print(json.dumps({"nodes": nodes, "landed": landed, "ghost_error": ghost_error}))

@@ -51,9 +51,14 @@ def test_node_resources_pick_this_machine_only():
 def test_node_resources_command_prints_json(tmp_path):
     import socket
 
-    (tmp_path / "nodes.yaml").write_text(yaml.safe_dump({socket.gethostname(): {"resources": {"robot:a": 1}}}))
+    (tmp_path / "nodes.yaml").write_text(
+        yaml.safe_dump({socket.gethostname(): {"resources": {"robot:a": 1}}})
+    )
     out = subprocess.run(
         [sys.executable, "-m", "improve.node_resources", str(tmp_path / "nodes.yaml")],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     ).stdout
     assert json.loads(out) == {"robot:a": 1.0}

@@ -19,9 +19,16 @@ from replay import ReplayStore
 pytestmark = pytest.mark.slow
 VIVARL = str(Path(sys.executable).with_name("vivarl"))
 SMALL = [
-    "loop.rounds=1", "loop.demo_episodes=4", "loop.episodes_per_round=3", "loop.eval_episodes=2",
-    "value_learner.steps=20", "value_learner.checkpoint_every=10", "policy_learner.steps=30",
-    "robots.sim0.sim_box.max_steps=120", "robots.sim1.sim_box.max_steps=120", "wandb.mode=offline",
+    "loop.rounds=1",
+    "loop.demo_episodes=4",
+    "loop.episodes_per_round=3",
+    "loop.eval_episodes=2",
+    "value_learner.steps=20",
+    "value_learner.checkpoint_every=10",
+    "policy_learner.steps=30",
+    "robots.sim0.sim_box.max_steps=120",
+    "robots.sim1.sim_box.max_steps=120",
+    "wandb.mode=offline",
 ]
 
 
@@ -29,7 +36,11 @@ def start(run_dir: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "WANDB_MODE": "offline", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     return subprocess.Popen(
         [VIVARL, f"run_dir={run_dir}", *SMALL, *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
 
 

@@ -36,7 +36,9 @@ def test_the_command_stops_before_any_arm_moves(tmp_path):
     vivarl = str(Path(sys.executable).with_name("vivarl"))
     done = subprocess.run(
         [vivarl, f"run_dir={tmp_path / 'run'}", "policy_learner.base_checkpoint=/nonexistent/ckpt"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode != 0
     assert "base_checkpoint points to /nonexistent/ckpt" in done.stderr + done.stdout

@@ -54,7 +54,9 @@ def test_neighbour_values_tell_apart_frames_of_a_flat_progress_stretch_by_propri
 
 def test_neighbour_values_refuse_missing_progress_and_a_lone_episode():
     with pytest.raises(ValueError, match="recorded progress"):
-        neighbour_values([np.array([np.nan])] * 2, [np.zeros((1, 1))] * 2, [np.array([0.0])] * 2, neighbours=1)
+        neighbour_values(
+            [np.array([np.nan])] * 2, [np.zeros((1, 1))] * 2, [np.array([0.0])] * 2, neighbours=1
+        )
     with pytest.raises(ValueError, match="at least two"):
         neighbour_values([np.array([0.0])], [np.zeros((1, 1))], [np.array([0.0])], neighbours=1)
 

@@ -221,7 +221,9 @@ def test_so101_follower_builds_without_connecting(tmp_path: Path) -> None:
 
 def test_missing_motor_sdk_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A None entry in sys.modules makes `import scservo_sdk` fail as it does where the SDK is not installed.
-    for name in [m for m in sys.modules if m.startswith("scservo_sdk") or m.startswith("lerobot.motors.feetech")]:
+    for name in [
+        m for m in sys.modules if m.startswith("scservo_sdk") or m.startswith("lerobot.motors.feetech")
+    ]:
         monkeypatch.delitem(sys.modules, name)
     for name in [m for m in sys.modules if m.startswith("lerobot.robots.so101_follower")]:
         monkeypatch.delitem(sys.modules, name)
