@@ -63,14 +63,19 @@ def masked_frame_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Te
 
 
 def weighted_flow_loss(
-    prediction: torch.Tensor, target: torch.Tensor, frame_weights: torch.Tensor
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    frame_weights: torch.Tensor,
+    target_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Total loss sum_f w_f * MSE_f and the per-frame MSEs.
+    """Total loss sum_f w_f * MSE_f and the per-frame MSEs of the target frames.
 
-    Frames with weight 0 (the conditions) are dropped before the error is computed, so they contribute neither
-    value nor gradient.
+    Frames outside ``target_mask`` (default: the frames with weight > 0) are dropped before the error is
+    computed, so the conditions contribute neither value nor gradient. A target frame weighted 0 (an ablation)
+    keeps its reported MSE and gets no gradient.
     """
-    keep = torch.nonzero(frame_weights > 0).flatten()
+    targets = frame_weights > 0 if target_mask is None else target_mask.bool()
+    keep = torch.nonzero(targets).flatten()
     per_frame = masked_frame_mse(prediction.index_select(2, keep), target.index_select(2, keep))
     total = (per_frame * frame_weights[keep].to(per_frame)).sum()
     return total, per_frame

@@ -112,7 +112,7 @@ class ViVaModel(WanValueModel):
         noise = torch.randn(clean.shape, generator=generator, device=clean.device)
         sigma = sample_sigma(clean.shape[0], self.config.shift, clean.device, generator)
         prediction = self.velocity(noisy_latents(clean, noise, sigma, self.target_mask), sigma, batch.task_id)
-        total, per_frame = weighted_flow_loss(prediction, noise - clean, self.frame_weights)
+        total, per_frame = weighted_flow_loss(prediction, noise - clean, self.frame_weights, self.target_mask)
         # per_frame holds the target frames in layout order: future state, then value.
         return {
             "loss": total,

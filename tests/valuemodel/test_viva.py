@@ -124,3 +124,20 @@ def test_a_sample_gets_the_same_value_at_any_batch_position(tiny_viva):
             state=batch.state[k : k + 1],
         )
         assert torch.allclose(tiny_viva.predict(alone).value, together[k : k + 1], atol=1e-5)
+
+
+def test_a_target_weighted_zero_is_reported_but_not_trained():
+    # The ablation without the future-state loss: the frame stays a target (noised, decoded) and its error is
+    # still logged, but no gradient reaches the transformer's output there.
+    config = ValueModelConfig.preset("tiny", "viva", cameras=["front", "wrist"], future_state_weight=0.0)
+    model = ViVaModel(config)
+    outputs = []
+    handle = model.transformer.register_forward_hook(lambda m, a, out: outputs.append(out[0]))
+    try:
+        losses = model.loss(make_batch(model))
+    finally:
+        handle.remove()
+    assert losses["loss_future_state"] > 0
+    assert torch.allclose(losses["loss"], losses["loss_value"])
+    (grad,) = torch.autograd.grad(losses["loss"], outputs[0])
+    assert torch.all(grad[:, :, :-1] == 0) and grad[:, :, -1].abs().sum() > 0
