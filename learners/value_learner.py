@@ -182,6 +182,25 @@ class LossModule(torch.nn.Module):
         return self.model.loss(batch, **kwargs)
 
 
+def check_model_fits_store(model_config: ValueModelConfig, store: ReplayStore) -> None:
+    """The model must read cameras the store has and a state as wide as the store's; the store's schema is the
+    robot's spec. Caught here, before any training: a static model would fail on a shape deep in its first step,
+    and ViVa, which pads the state to fill a latent frame, would not fail at all."""
+    schema = store.schema
+    missing = [c for c in model_config.cameras if c not in schema.camera_names]
+    if missing:
+        raise ValueError(
+            f"valuemodel.cameras lists {missing}, which the robot recorded in {store.location.url} does not have "
+            f"(its cameras: {list(schema.camera_names)}): set valuemodel.cameras to some of those"
+        )
+    if model_config.state_dim != schema.state_dim:
+        raise ValueError(
+            f"valuemodel.state_dim is {model_config.state_dim}, but the robot recorded in {store.location.url} has "
+            f"{schema.state_dim} state values ({', '.join(schema.state_names)}): set "
+            f"valuemodel.state_dim={schema.state_dim}"
+        )
+
+
 def labelled_filter() -> EpisodeFilter:
     # Unlabelled episodes have no value target (valuemodel.targets refuses them).
     return EpisodeFilter(outcomes=(Outcome.SUCCESS, Outcome.FAILURE))
@@ -207,6 +226,7 @@ class ValueLearner:
         self.rank = rank
         self.wrap_loss = wrap_loss
         self.store = ReplayStore.open(config.store_url)
+        check_model_fits_store(model_config, self.store)
         self.device = resolve_device(config.device)
         self.root = Path(config.checkpoint_root)
         self.state_path = self.root / "train_state" / STATE_FILE

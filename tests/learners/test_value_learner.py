@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,12 @@ def test_continual_mode_sees_episodes_committed_after_it_started(store, tmp_path
     assert not thread.is_alive()
     assert published == sorted(published) and published[0] == first
     assert new_episode in ReplayStore.open(str(store.location.url)).episode_ids()
+
+
+def test_a_model_that_does_not_fit_the_robot_is_refused_before_training(store, tmp_path):
+    config = learner_config(store, tmp_path / "ckpt")
+    with pytest.raises(ValueError, match=r"valuemodel.cameras lists \['top'\].*set valuemodel.cameras"):
+        ValueLearner(config, replace(model_config(), cameras=["front", "top"]))
+    with pytest.raises(ValueError, match=r"valuemodel.state_dim is 9.* 6 state values .*state_dim=6"):
+        ValueLearner(config, replace(model_config(), state_dim=9))
+    assert not (tmp_path / "ckpt").exists()
