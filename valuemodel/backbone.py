@@ -179,16 +179,27 @@ def check_pretrained_dir(pretrained_dir: str | Path, need_text: bool) -> Path:
     return root
 
 
-def build_backbone(config: ValueModelConfig, load_weights: bool = True) -> Backbone:
+def build_backbone(
+    config: ValueModelConfig, load_weights: bool = True, architecture_dir: Path | None = None
+) -> Backbone:
     """Transformer, frozen VAE and task text for ``config``.
 
     ``load_weights=False`` builds the architecture only (random init, zero text embeddings); ``load`` uses it to
-    rebuild a checkpoint without reading the pretrained weights twice.
+    rebuild a checkpoint without reading the pretrained weights twice. ``architecture_dir`` (a checkpoint's
+    ``backbone/``, with diffusers ``transformer/`` and ``vae/`` configs) takes the architecture from there instead
+    of from ``pretrained_dir``, which may have moved since the checkpoint was trained.
     """
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
     dtype = torch_dtype(config.dtype)
-    if not config.pretrained_dir and (config.size in PRESETS or config.random_weights):
+    if architecture_dir is not None:
+        if load_weights:
+            raise ValueError("architecture_dir holds configs only; it builds with load_weights=False")
+        transformer = WanTransformer3DModel.from_config(
+            WanTransformer3DModel.load_config(architecture_dir / "transformer")
+        )
+        vae = AutoencoderKLWan.from_config(AutoencoderKLWan.load_config(architecture_dir / "vae"))
+    elif not config.pretrained_dir and (config.size in PRESETS or config.random_weights):
         transformer_kwargs, vae_kwargs = PRESETS.get(config.size, (WAN22_5B_TRANSFORMER, WAN22_5B_VAE))
         vae = AutoencoderKLWan(**vae_kwargs)
         z_dim = vae_kwargs["z_dim"]
@@ -232,6 +243,10 @@ def tokens_per_frame(transformer: nn.Module, latent_shape: tuple[int, int, int])
     return (h // p_h) * (w // p_w)
 
 
+# Inside a saved ViVa/WVM: the backbone's diffusers configs, so the checkpoint rebuilds on its own.
+ARCHITECTURE_DIR = "backbone"
+
+
 class WanValueModel(ValueModelBase):
     """What ViVa and WVM share: one Wan backbone (transformer, frozen VAE, task text) and its latent geometry."""
 
@@ -245,3 +260,15 @@ class WanValueModel(ValueModelBase):
         self.text = backbone.text
         self.latent_shape = self.vae.latent_shape(config.image_height, config.image_width)
         self.tokens_per_frame = tokens_per_frame(self.transformer, self.latent_shape)
+
+    def save(self, directory: str | Path) -> None:
+        super().save(directory)
+        self.transformer.save_config(Path(directory) / ARCHITECTURE_DIR / "transformer")
+        self.vae.vae.save_config(Path(directory) / ARCHITECTURE_DIR / "vae")
+
+    @classmethod
+    def architecture(cls, config: ValueModelConfig, directory: Path) -> WanValueModel:
+        saved = directory / ARCHITECTURE_DIR
+        if not (saved / "transformer").is_dir():  # saved before checkpoints kept their backbone's configs
+            return cls(config, load_weights=False)
+        return cls(config, load_weights=False, backbone=build_backbone(config, False, architecture_dir=saved))

@@ -50,6 +50,11 @@ class ValueModelBase(nn.Module):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory} is not a saved value model: {name} is missing")
         config = ValueModelConfig.load_json(directory / CONFIG_FILE)
-        model = cls(config, load_weights=False)
+        model = cls.architecture(config, directory)
         load_model(model, str(directory / WEIGHTS_FILE), strict=True, device=str(device))
         return model.to(device)
+
+    @classmethod
+    def architecture(cls: type[ModelT], config: ValueModelConfig, directory: Path) -> ModelT:
+        """The untrained model that the checkpoint in ``directory`` loads its weights into."""
+        return cls(config, load_weights=False)

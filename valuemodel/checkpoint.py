@@ -6,6 +6,8 @@ Layout under a checkpoint root (one per training run)::
     <root>/v000003/model.safetensors  every parameter and persistent buffer
     <root>/v000003/norm_stats.json    how states were normalised to [-1, 1] (needed before predict)
     <root>/v000003/meta.json          version, kind, wall time
+    <root>/v000003/backbone/          ViVa/WVM: the Wan transformer's and VAE's diffusers configs, so the version
+                                      loads without the pretrained_dir it was trained from (which may have moved)
 
 Versions are published through ``checkpoints.publish_version`` (staged, then renamed into place), so a reader
 polling for a new value model never sees a half-written version.

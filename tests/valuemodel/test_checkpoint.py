@@ -24,7 +24,7 @@ def test_viva_round_trip(tiny_viva, tmp_path):
     folder = save_checkpoint(tiny_viva, tmp_path / "ckpt", version=3, norm_stats=NORM)
     assert folder.name == "v000003"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "config.json", "meta.json", "model.safetensors", "norm_stats.json"
+        "backbone", "config.json", "meta.json", "model.safetensors", "norm_stats.json"
     ]  # fmt: skip
     loaded = load_checkpoint(tmp_path / "ckpt")
     assert isinstance(loaded, ViVaModel) and loaded.config == tiny_viva.config

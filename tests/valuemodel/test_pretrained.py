@@ -1,10 +1,13 @@
 """The wan2.2-ti2v-5b code path, exercised on a tiny model saved in the real diffusers folder layout."""
 
+import shutil
+
 import pytest
 import torch
 from latent_helpers import random_latents
 
 from valuemodel.backbone import (
+    ARCHITECTURE_DIR,
     TINY_TRANSFORMER,
     TINY_VAE,
     WAN22_5B_VAE,
@@ -15,6 +18,7 @@ from valuemodel.backbone import (
     vae_spatial_factor,
 )
 from valuemodel.config import ValueModelConfig
+from valuemodel.factory import build_value_model
 from valuemodel.interface import ValueBatch
 from valuemodel.viva import ViVaModel
 
@@ -124,3 +128,26 @@ def test_from_pretrained_round_trip(tiny_wan_dir, tmp_path):
     loaded.save(tmp_path / "model")
     again = ViVaModel.load(tmp_path / "model")
     assert torch.equal(again.predict(batch).value, expected.value)
+    # A checkpoint saved before checkpoints kept their backbone's configs still loads, from pretrained_dir.
+    shutil.rmtree(tmp_path / "model" / ARCHITECTURE_DIR)
+    assert torch.equal(ViVaModel.load(tmp_path / "model").predict(batch).value, expected.value)
+
+
+@pytest.mark.parametrize("kind", ["viva", "wvm"])
+def test_a_checkpoint_loads_after_its_pretrained_folder_is_gone(tiny_wan_dir, tmp_path, kind):
+    # The lab's backbone folder moves (a new disk, a cleaned /tmp); the value checkpoints trained on it must not
+    # depend on it: the weights are in the checkpoint and the backbone's architecture is kept beside them.
+    moved = tmp_path / "Wan2.2-TI2V-5B-Diffusers"
+    shutil.copytree(tiny_wan_dir[0], moved)
+    config = ValueModelConfig(**{**config_for(moved).to_dict(), "kind": kind})
+    model = build_value_model(config)
+    model.save(tmp_path / "ckpt")
+    shutil.rmtree(moved)
+    loaded = type(model).load(tmp_path / "ckpt")
+    assert loaded.config == model.config
+    reference = model.state_dict()
+    assert loaded.state_dict().keys() == reference.keys()
+    assert all(torch.equal(tensor, reference[name]) for name, tensor in loaded.state_dict().items())
+    if kind == "viva":
+        batch = batch_for(model)
+        assert torch.equal(loaded.predict(batch).value, model.predict(batch).value)
