@@ -6,7 +6,8 @@ Predicts every step of every committed episode (or reads a stored value column w
 curves with the store's ground-truth progress/stage where it has them, and writes ``metrics.md`` (table),
 ``metrics.json`` (summary and per-episode rows) and ``value_curves.png`` into ``--out`` (``valuemodel.evaluate``).
 ``--tags`` is a JSON object episode id -> kind or list of kinds (expert, hesitation, retry, failure), e.g. the
-scripted expert's fired knobs; without it kinds are inferred from outcome and ground truth.
+scripted expert's fired knobs; an episode it leaves out takes its kinds from the tags recorded with it (the
+simulated expert's pauses and retries, kept by the actors), and one without those from outcome and ground truth.
 """
 
 from __future__ import annotations
@@ -40,13 +41,28 @@ def read_tags(path: str | Path | None) -> dict[str, tuple[str, ...]]:
     return tags
 
 
+# Recorded episode tags (``actors.collect`` keeps the simulated expert's event kinds) that name an evaluation kind.
+TAG_KINDS = {"pause": "hesitation", "retry": "retry"}
+
+
+def kinds_from_tags(tags: Sequence[str], success: bool | None) -> tuple[str, ...]:
+    """Evaluation kinds from an episode's recorded tags, or from the expert's raw events ("pause:lid:12")."""
+    recorded = {tag.split(":", 1)[0] for tag in tags}
+    kinds = ["failure"] if success is False else []
+    kinds += [kind for tag, kind in TAG_KINDS.items() if tag in recorded]
+    return tuple(kinds) or (("expert",) if success else ())
+
+
 def episode_curves(
     store: ReplayStore,
     values_of: Any,
     episode_ids: Sequence[str],
     tags: dict[str, tuple[str, ...]] | None = None,
 ) -> list[EpisodeCurve]:
-    """Curves of ``episode_ids``: ``values_of(episode_id)`` predictions with the store's ground truth."""
+    """Curves of ``episode_ids``: ``values_of(episode_id)`` predictions with the store's ground truth.
+
+    An episode's kinds are ``tags``' entry for it, else its recorded tags' (``kinds_from_tags``), else empty
+    (inferred from outcome and ground truth by ``valuemodel.evaluate.infer_kinds``, which cannot see pauses)."""
     tags = tags or {}
     curves = []
     for episode_id in episode_ids:
@@ -62,7 +78,7 @@ def episode_curves(
                 progress=progress if np.isfinite(progress).all() else None,
                 stage=stage if (stage >= 0).all() else None,
                 success=outcome,
-                kinds=tags.get(episode_id, ()),
+                kinds=tags.get(episode_id) or (kinds_from_tags(meta.tags, outcome) if meta.tags else ()),
             )
         )
     return curves

@@ -477,9 +477,11 @@ def synthetic_store_schema(
     )
 
 
-def write_synthetic_episode(store: ReplayStore, episode: Any, *, task: str, round_index: int = 0) -> str:
-    """Commit one ``valuemodel.synthetic.SyntheticEpisode`` (images (T, 3, H, W)) with its outcome and ground
-    truth; returns the episode id."""
+def write_synthetic_episode(
+    store: ReplayStore, episode: Any, *, task: str, round_index: int = 0, tags: Sequence[str] = ()
+) -> str:
+    """Commit one ``valuemodel.synthetic.SyntheticEpisode`` (images (T, 3, H, W)) with its outcome, ground truth
+    and ``tags``; returns the episode id."""
     writer = store.episode_writer(
         robot_id="synthetic", round=round_index, policy_version="synthetic", task=task
     )
@@ -493,7 +495,9 @@ def write_synthetic_episode(store: ReplayStore, episode: Any, *, task: str, roun
                 progress=float(episode.progress[t]),
                 stage=int(episode.stage[t]),
             )
-        writer.commit(Outcome.SUCCESS if episode.success else Outcome.FAILURE, labelled_by="synthetic")
+        writer.commit(
+            Outcome.SUCCESS if episode.success else Outcome.FAILURE, labelled_by="synthetic", tags=tags
+        )
     return writer.episode_id
 
 

@@ -35,7 +35,7 @@ import yaml
 from results_sections import write_section  # scripts/ is on sys.path when a script runs
 
 from learners.backbone_pretrain import BackbonePretrainConfig, pretrain_backbone
-from learners.evaluate_value import episode_curves, evaluate_checkpoint
+from learners.evaluate_value import episode_curves, evaluate_checkpoint, kinds_from_tags
 from learners.value_learner import ValueLearner, ValueLearnerConfig
 from replay import Outcome, ReplayStore, StoreSchema
 from robot_io.config import ExpertConfig, SimBoxConfig
@@ -59,15 +59,6 @@ CAMERAS = ["front", "wrist"]
 BASELINE = "static baseline"
 
 
-def kinds_from_events(events: list[str], success: bool) -> list[str]:
-    kinds = [] if success else ["failure"]
-    if any(e.startswith("pause:") for e in events):
-        kinds.append("hesitation")
-    if any(e.startswith("retry:") for e in events):
-        kinds.append("retry")
-    return kinds or ["expert"]
-
-
 def record(url: str, seeds: range, expert: ExpertConfig) -> dict[str, list[str]]:
     """Scripted-expert episodes into a new store; returns episode id -> kinds (from the knobs that fired)."""
     from robot_io.sim import BoxAssemblySim, ScriptedExpert, run_expert_episode
@@ -85,7 +76,7 @@ def record(url: str, seeds: range, expert: ExpertConfig) -> dict[str, list[str]]
                 for observation, action in steps:
                     writer.add_observation(observation, action)
                 writer.commit(Outcome.SUCCESS if success else Outcome.FAILURE, labelled_by="simulator")
-            kinds[writer.episode_id] = kinds_from_events(scripted.events, success)
+            kinds[writer.episode_id] = list(kinds_from_tags(scripted.events, success))
     finally:
         sim.disconnect()
     return kinds

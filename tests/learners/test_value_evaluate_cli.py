@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
-from learners.evaluate_value import main
-from learners.value_data import write_synthetic_store
+from learners.evaluate_value import episode_curves, kinds_from_tags, main
+from learners.value_data import synthetic_store_schema, write_synthetic_episode, write_synthetic_store
 from learners.value_learner import ValueLearner, ValueLearnerConfig
+from replay import ReplayStore
 from valuemodel.config import ValueModelConfig
+from valuemodel.synthetic import make_episode
 
 torch.set_num_threads(1)
 
@@ -51,3 +54,28 @@ def test_eval_cli_reads_a_stored_value_column(tmp_path):
     assert main(["--checkpoint", str(tmp_path / "ckpt"), "--store", str(tmp_path / "store"),
                  "--out", str(tmp_path / "eval"), "--label-key", learner.label_key(1)]) == 0  # fmt: skip
     assert (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_recorded_tags_give_the_kinds_where_no_tags_file_does(tmp_path):
+    # The actors record the simulated expert's event kinds with each episode; pauses cannot be inferred from
+    # ground truth, so without these tags an evaluation of the loop's store would have no Hes-RMSE.
+    store = ReplayStore.create(str(tmp_path / "store"), synthetic_store_schema(image_size=32))
+    rng = np.random.default_rng(0)
+    ids = {
+        tags: write_synthetic_episode(
+            store, make_episode(rng, kind, image_size=32), task="synthetic", tags=tags
+        )
+        for kind, tags in [("hesitation", ("pause", "take_over")), ("retry", ("retry",)), ("expert", ())]
+    }
+    curves = episode_curves(store, lambda e: np.zeros(store.record(e).meta.length), list(ids.values()))
+    kinds = {curve.episode_id: curve.kinds for curve in curves}
+    assert kinds[ids[("pause", "take_over")]] == ("hesitation",)
+    assert kinds[ids[("retry",)]] == ("retry",)
+    assert kinds[ids[()]] == (), "no tags recorded: left to infer_kinds"
+    # A tags file still wins, and raw expert events read as their kinds.
+    explicit = episode_curves(store, lambda e: np.zeros(3), [ids[("retry",)]], {ids[("retry",)]: ("expert",)})
+    assert explicit[0].kinds == ("expert",)
+    assert kinds_from_tags(["pause:lid:12", "retry_abandoned:lid", "drop"], success=False) == (
+        "failure",
+        "hesitation",
+    )
