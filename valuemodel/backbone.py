@@ -138,17 +138,22 @@ class TaskText(nn.Module):
         return emb[task_id.long()]
 
 
-def encode_task_texts(pretrained_dir: str | Path, tasks: list[str], max_len: int) -> torch.Tensor:
-    """(N, max_len, text_dim) UMT5 embeddings of ``tasks``, as the Wan pipelines make them.
+def encode_task_texts(
+    pretrained_dir: str | Path, tasks: list[str], max_len: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """(N, max_len, text_dim) float32 UMT5 embeddings of ``tasks``, as the Wan pipelines make them.
 
     Each prompt is tokenised to max_len, encoded with its attention mask, cut to its real length and zero-padded
-    back, so padding positions carry no content. The encoder is loaded, used and released here.
+    back, so padding positions carry no content. The encoder is loaded in ``dtype`` (the model's: Wan2.2's
+    UMT5-XXL is about 23 GB in float32, half that in bfloat16), used and released here.
     """
     from transformers import AutoTokenizer, UMT5EncoderModel
 
     root = Path(pretrained_dir)
     tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
-    encoder = UMT5EncoderModel.from_pretrained(root / "text_encoder", local_files_only=True).eval()
+    encoder = UMT5EncoderModel.from_pretrained(
+        root / "text_encoder", local_files_only=True, dtype=dtype
+    ).eval()
     tokens = tokenizer(
         tasks, padding="max_length", max_length=max_len, truncation=True, add_special_tokens=True,
         return_attention_mask=True, return_tensors="pt",
@@ -228,7 +233,7 @@ def build_backbone(
     text_dim = int(transformer.config.text_dim)
     embeddings = None
     if config.text_encoder == "t5" and load_weights:
-        embeddings = encode_task_texts(config.pretrained_dir, config.tasks, config.text_len)
+        embeddings = encode_task_texts(config.pretrained_dir, config.tasks, config.text_len, dtype)
         if embeddings.shape[-1] != text_dim:
             raise ValueError(f"text encoder width {embeddings.shape[-1]} != transformer text_dim {text_dim}")
     text = TaskText(config.text_encoder, len(config.tasks), config.text_len, text_dim, embeddings)

@@ -151,3 +151,13 @@ def test_a_checkpoint_loads_after_its_pretrained_folder_is_gone(tiny_wan_dir, tm
     if kind == "viva":
         batch = batch_for(model)
         assert torch.equal(loaded.predict(batch).value, model.predict(batch).value)
+
+
+def test_task_texts_encode_in_the_models_dtype(tiny_wan_dir):
+    # The 5B config runs in bfloat16; its UMT5-XXL encoder loads in bfloat16 too (half of 23 GB), and the cached
+    # embeddings it leaves behind are float32 and close to a float32 encoder's.
+    root = tiny_wan_dir[0]
+    full = encode_task_texts(root, TASKS, 8)
+    half = encode_task_texts(root, TASKS, 8, torch.bfloat16)
+    assert half.dtype == torch.float32 and not torch.equal(half, full)
+    assert torch.allclose(half, full, atol=0.05 * full.abs().max().item())
