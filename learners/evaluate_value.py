@@ -4,7 +4,9 @@
 
 Predicts every step of every committed episode (or reads a stored value column with ``--label-key``), pairs the
 curves with the store's ground-truth progress/stage where it has them, and writes ``metrics.md`` (table),
-``metrics.json`` (summary and per-episode rows) and ``value_curves.png`` into ``--out`` (``valuemodel.evaluate``).
+``metrics.json`` (summary and per-episode rows), ``value_curves.png`` (an overview grid) and one PNG per episode
+at the model's value scale in ``episodes/`` (``--no-episode-plots`` skips them) into ``--out``
+(``valuemodel.evaluate``).
 ``--tags`` is a JSON object episode id -> kind or list of kinds (expert, hesitation, retry, failure), e.g. the
 scripted expert's fired knobs; an episode it leaves out takes its kinds from the tags recorded with it (the
 simulated expert's pauses and retries, kept by the actors), and one without those from outcome and ground truth.
@@ -85,7 +87,7 @@ def episode_curves(
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     store: ReplayStore,
     out_dir: str | Path,
     *,
@@ -96,30 +98,37 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     device: str = "auto",
     settings: EventSettings | None = None,
+    episode_plots: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate one checkpoint (a version folder or a root: its latest version) on ``store``; returns the report."""
-    folder = resolve_checkpoint(checkpoint)
+    """Evaluate one checkpoint (a version folder or a root: its latest version) on ``store``, or with
+    ``label_key`` the value column a checkpoint wrote into it (no checkpoint needed); returns the report.
+    ``episode_plots`` also draws every episode on its own (``valuemodel.evaluate.evaluate_curves``)."""
     episode_ids = store.episode_ids()[:max_episodes]
     if label_key is not None:
+        default_name = label_key
         values_of = lambda episode_id: store.read_derived("value", label_key, episode_id)  # noqa: E731
         missing = [e for e in episode_ids if store.read_derived("value", label_key, e) is None]
         if missing:
             raise KeyError(f"{len(missing)} episodes lack value column {label_key!r}, e.g. {missing[:3]}")
     else:
+        if checkpoint is None:
+            raise ValueError("evaluate_checkpoint needs a checkpoint, or a label_key naming stored values")
+        folder = resolve_checkpoint(checkpoint)
+        default_name = f"{folder.parent.name}/{folder.name}"
         model = load_checkpoint(folder, device=resolve_device(device)).eval()
         stats = ValueDataStats.from_dict(load_norm_stats(folder))
         cache = None if model.config.kind == "static" else LatentCache(max_frames=500_000)
         values_of = episode_predictor(store, model, stats, batch_size=batch_size, cache=cache)
     curves = episode_curves(store, values_of, episode_ids, tags)
     return evaluate_curves(
-        curves, out_dir, name=name or f"{folder.parent.name}/{folder.name}", settings=settings
+        curves, out_dir, name=name or default_name, settings=settings, episode_plots=episode_plots
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vivarl-eval-value", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--checkpoint", required=True, help="version folder, or checkpoint root (latest version)"
+        "--checkpoint", default=None, help="version folder, or checkpoint root (latest version)"
     )
     parser.add_argument("--store", required=True, help="replay store URL")
     parser.add_argument("--out", required=True, help="folder for metrics.md, metrics.json, value_curves.png")
@@ -131,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--label-key", default=None, help="evaluate this stored value column instead of predicting"
     )
     parser.add_argument("--max-episodes", type=int, default=None)
+    parser.add_argument(
+        "--episode-plots", action=argparse.BooleanOptionalAction, default=True,
+        help="also draw every episode on its own, at the model's value scale, into OUT/episodes/",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
@@ -146,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="rise/fall of the normalised value that detects a milestone/error",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.checkpoint is None and args.label_key is None:
+        parser.error(
+            "pass --checkpoint (a value checkpoint to run) or --label-key (values already in the store)"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = EventSettings(
         milestone_window=args.milestone_window,
@@ -164,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         device=args.device,
         settings=settings,
+        episode_plots=args.episode_plots,
     )
     print(report["table"])
     print(f"wrote {Path(args.out) / 'metrics.md'}, metrics.json and {report['plot']}")

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from valuemodel import metrics
-from valuemodel.plots import ValueCurve, plot_value_curves
+from valuemodel.plots import ValueCurve, plot_episode_value, plot_value_curves
 
 EPISODE_KINDS = ("expert", "hesitation", "retry", "failure")
 SUMMARY_COLUMNS = {
@@ -334,11 +334,23 @@ def plot_curves(
     return plot_value_curves(panels, path, columns=4, ylabel="value (normalised) / progress")
 
 
+EPISODE_PLOTS_DIR = "episodes"
+
+
+def plot_every_episode(curves: Sequence[EpisodeCurve], folder: Path) -> None:
+    """One PNG per episode, at the model's own value scale (the overview grid normalises each curve)."""
+    for c in curves:
+        title = f"{c.episode_id} {'+'.join(c.kinds) or '?'} ({'success' if c.success else 'failure'})"
+        plot_episode_value(c.pred, c.progress, title, folder / f"{c.episode_id}.png", value_range=(-1.1, 1.1))
+
+
 def evaluate_curves(
     curves: Sequence[EpisodeCurve], out_dir: str | Path, *, name: str = "model",
-    settings: EventSettings | None = None, plot_limit: int = 12,
+    settings: EventSettings | None = None, plot_limit: int = 12, episode_plots: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Metrics of every episode and their summary; writes metrics.json, metrics.md and value_curves.png."""
+    """Metrics of every episode and their summary; writes metrics.json, metrics.md and value_curves.png (an
+    overview of ``plot_limit`` episodes, every kind first), and with ``episode_plots`` one PNG per episode in
+    ``episodes/``."""
     settings = settings or EventSettings()
     if not curves:
         raise ValueError("no episodes to evaluate")
@@ -354,4 +366,6 @@ def evaluate_curves(
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
     (out_dir / "metrics.md").write_text(f"# Value model evaluation: {name}\n\n{table}\n")
     plot = plot_curves(curves, out_dir / "value_curves.png", settings, plot_limit)
+    if episode_plots:
+        plot_every_episode(curves, out_dir / EPISODE_PLOTS_DIR)
     return {**report, "table": table, "plot": str(plot)}

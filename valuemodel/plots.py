@@ -50,3 +50,37 @@ def plot_value_curves(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_episode_value(
+    value: np.ndarray,
+    progress: np.ndarray | None,
+    title: str,
+    path: str | Path,
+    value_range: tuple[float, float],
+) -> Path:
+    """One episode at the model's own scale: the value on the left axis (fixed to ``value_range``, so the level,
+    a failure penalty included, can be read and compared across episodes) and ground-truth progress on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(np.asarray(value), color="tab:blue", label="predicted value")
+    ax.set_ylim(*value_range)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("value (model range)", color="tab:blue")
+    ax.grid(alpha=0.3)
+    if progress is not None:
+        twin = ax.twinx()
+        twin.plot(np.asarray(progress), color="black", linestyle="--", label="ground-truth progress")
+        twin.set_ylim(-0.02, 1.02)
+        twin.set_ylabel("progress")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

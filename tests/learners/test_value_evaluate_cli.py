@@ -41,6 +41,8 @@ def test_eval_cli_writes_table_json_and_plots(tmp_path, kind, capsys):
     assert all(len(r) > 5 for r in report["episodes"])
     assert (tmp_path / "eval" / "metrics.md").read_text().count("|") > 10
     assert (tmp_path / "eval" / "value_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    episode_plots = sorted(p.stem for p in (tmp_path / "eval" / "episodes").glob("*.png"))
+    assert episode_plots == sorted(kind_of), "one plot per episode, named by its id"
 
 
 def test_eval_cli_reads_a_stored_value_column(tmp_path):
@@ -51,9 +53,14 @@ def test_eval_cli_reads_a_stored_value_column(tmp_path):
     )  # fmt: skip
     learner = ValueLearner(config, ValueModelConfig.preset("tiny", "static", image_height=32, image_width=32))
     learner.label(learner.refit(0))
-    assert main(["--checkpoint", str(tmp_path / "ckpt"), "--store", str(tmp_path / "store"),
-                 "--out", str(tmp_path / "eval"), "--label-key", learner.label_key(1)]) == 0  # fmt: skip
-    assert (tmp_path / "eval" / "metrics.json").exists()
+    # Values already in the store need no checkpoint; --no-episode-plots leaves the overview only.
+    assert main(["--store", str(tmp_path / "store"), "--out", str(tmp_path / "eval"),
+                 "--label-key", learner.label_key(1), "--no-episode-plots"]) == 0  # fmt: skip
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["model"] == learner.label_key(1) and len(report["episodes"]) == 2
+    assert not (tmp_path / "eval" / "episodes").exists()
+    with pytest.raises(SystemExit):
+        main(["--store", str(tmp_path / "store"), "--out", str(tmp_path / "eval2")])
 
 
 def test_recorded_tags_give_the_kinds_where_no_tags_file_does(tmp_path):
