@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,12 +45,7 @@ def plot_value_curves(
     for ax in list(axes.flat)[len(curves) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def plot_episode_value(
@@ -78,9 +74,16 @@ def plot_episode_value(
         twin.set_ylim(-0.02, 1.02)
         twin.set_ylabel("progress")
     ax.set_title(title, fontsize=9)
+    return save_figure(fig, path, dpi=80)
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int) -> Path:
+    """Lay out, write (creating the folder) and close a figure, so long evaluations do not accumulate figures."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
