@@ -422,7 +422,8 @@ def main() -> int:
         runs += [
             (f"{name}, random-init backbone", MODELS[name], "") for name in ("ViVa", "WVM") if name in models
         ]
-    summaries, timings, plots, per_seed, episode_rows, kept_runs = {}, {}, [], {}, {}, []
+    summaries, timings, plots, per_seed, episode_rows = {}, {}, [], {}, {}
+    kept_runs: dict[str, list[str]] = {}  # row name -> kept seeds, "*" marking those evaluated again
     for name, config_file, backbone_dir in runs:
         fields = yaml.safe_load((REPO / "configs/valuemodel" / config_file).read_text())
         model_config = ValueModelConfig(**{**fields, "pretrained_dir": backbone_dir})
@@ -445,7 +446,7 @@ def main() -> int:
             episode_rows[name] += rows
             timings.setdefault(name, timing)
             if kept:
-                kept_runs.append(f"{name} seed {seed}" + (" with its evaluation" if kept_evaluation else ""))
+                kept_runs.setdefault(name, []).append(f"{seed}" + ("" if kept_evaluation else "*"))
             reference = summary["ground truth (reference)"]
         summaries[name] = {k: finite_mean(per_seed[name], k) for k in per_seed[name][0]}
     target = target_reference(eval_store, kinds, work / "target_reference")
@@ -488,8 +489,9 @@ def main() -> int:
         f"{seeds}. {command}, "
         f"{(time.monotonic() - started) / 60:.1f} min in all on 2 CPU cores"
         + (
-            f" (kept from an earlier run with the same flags, so not in that time, and evaluated again unless "
-            f"said: {', '.join(kept_runs)}; their train s, and a kept evaluation's eval s, are the earlier run's)"
+            " (kept from earlier runs with the same flags, with their evaluations, so not in that time: "
+            + "; ".join(f"{name} seeds {', '.join(seeds_kept)}" for name, seeds_kept in kept_runs.items())
+            + " (* evaluated again); their train s and eval s are the earlier runs')"
             if kept_runs
             else ""
         )
