@@ -124,8 +124,8 @@ def detected_falls(shape: np.ndarray, falls: list[tuple[int, int]], settings: Ev
     """Falls over which the normalised prediction drops by >= ``error_delta``: its mean over the ``error_window``
     frames up to the peak against its mean over as many frames centred on the trough.
 
-    ``metrics.error_detection_rate`` compares the windows either side of one frame, which suits a sudden fall but
-    not the simulator's undo of a stage, a steady fall over 10-15 frames that the ground truth itself does not pass.
+    Comparing the windows either side of one onset frame suits a sudden fall but not the simulator's undo of a
+    stage, a steady fall over 10-15 frames that the ground truth itself does not pass.
     """
     w = settings.error_window
     hits = 0

@@ -1,8 +1,8 @@
 """Value-curve quality metrics (pure numpy/scipy), one episode at a time.
 
 Inputs are 1-D arrays in time order: ``pred`` the predicted values, ``gt`` the ground-truth progress. Metrics that
-compare magnitudes (Hesitation-RMSE) need both in the same units; ``rescale`` maps model-range values onto
-[0, 1] progress units. Correlations of a constant curve are undefined; they are reported as 0 (no order
+compare magnitudes (Hesitation-RMSE) need both in the same units (``valuemodel.evaluate`` min-max normalises
+each predicted curve first). Correlations of a constant curve are undefined; they are reported as 0 (no order
 information) rather than NaN, so a collapsed model scores 0, not "missing". Averages over episodes are the
 caller's (``np.nanmean`` over episodes for the rates, which are NaN when an episode has no events).
 """
@@ -45,11 +45,6 @@ def voc(pred: np.ndarray | list[float]) -> float:
     """
     curve = _as_curve(pred)
     return _correlation(stats.spearmanr, curve, np.arange(curve.size, dtype=np.float64))
-
-
-def rescale(values: np.ndarray | list[float], low: float = -1.0, high: float = 1.0) -> np.ndarray:
-    """Affine map of [low, high] onto [0, 1] (model range -> progress units)."""
-    return (_as_curve(values) - low) / (high - low)
 
 
 def hesitation_rmse(pred: np.ndarray | list[float], gt: np.ndarray | list[float]) -> float:
@@ -148,29 +143,3 @@ def milestone_detection_rate(
     if events.size == 0:
         return float("nan")
     return float(np.mean([_change_at(p, int(i), window) >= delta for i in events]))
-
-
-def error_detection_rate(
-    pred: np.ndarray | list[float], error_onsets: np.ndarray | list[int], window: int = 5, delta: float = 0.05
-) -> float:
-    """Fraction of errors at which the prediction drops by >= ``delta``.
-
-    Error onset i (e.g. from ``progress_drops``: the last frame before the fall) is detected when
-    mean(pred[i+1-window : i+1]) - mean(pred[i+1 : i+1+window]) >= delta. NaN when there are no errors.
-    """
-    p = _as_curve(pred)
-    events = np.asarray(error_onsets, dtype=np.int64)
-    if events.size == 0:
-        return float("nan")
-    return float(np.mean([-_change_at(p, int(i) + 1, window) >= delta for i in events]))
-
-
-def curve_report(pred: np.ndarray | list[float], gt: np.ndarray | list[float]) -> dict[str, float]:
-    """VOC, Pearson, Spearman, Hesitation-RMSE and Retry-VOC of one episode (same units for pred and gt)."""
-    return {
-        "voc": voc(pred),
-        "pearson": pearson(pred, gt),
-        "spearman": spearman(pred, gt),
-        "rmse": hesitation_rmse(pred, gt),
-        "retry_voc": retry_voc(pred, gt),
-    }
