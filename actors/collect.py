@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from actors.episode import ActionSource, EpisodeResult, Step, run_episode
 from actors.outcome import OutcomeLabeller
-from replay import ReplayStore
+from replay import ReplayStore, event_tags
 from robot_io.robot import Robot, Teleoperator
 
 
@@ -62,15 +62,5 @@ def collect_episode(
         )
         outcome, labelled_by = labeller.label(result.final_observation, writer.episode_id)
         events = tuple(episode_events()) if episode_events is not None else ()
-        writer.commit(outcome, labelled_by=labelled_by, tags=_event_tags(events))
+        writer.commit(outcome, labelled_by=labelled_by, tags=event_tags(events))
     return CollectedEpisode(writer.episode_id, outcome, labelled_by, result)
-
-
-def _event_tags(events: tuple[str, ...]) -> tuple[str, ...]:
-    """The kinds of event ("take_over", "retry", ...) without their step numbers, each once, in order."""
-    kinds: list[str] = []
-    for event in events:
-        kind = event.split(":", 1)[0]
-        if kind not in kinds:
-            kinds.append(kind)
-    return tuple(kinds)

@@ -48,10 +48,9 @@ TAG_KINDS = {"pause": "hesitation", "retry": "retry"}
 
 
 def kinds_from_tags(tags: Sequence[str], success: bool | None) -> tuple[str, ...]:
-    """Evaluation kinds from an episode's recorded tags, or from the expert's raw events ("pause:lid:12")."""
-    recorded = {tag.split(":", 1)[0] for tag in tags}
+    """Evaluation kinds from an episode's recorded tags (``replay.event_tags``)."""
     kinds = ["failure"] if success is False else []
-    kinds += [kind for tag, kind in TAG_KINDS.items() if tag in recorded]
+    kinds += [kind for tag, kind in TAG_KINDS.items() if tag in tags]
     return tuple(kinds) or (("expert",) if success else ())
 
 

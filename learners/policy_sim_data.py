@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from replay import Outcome, ReplayStore, StoreSchema
+from replay import Outcome, ReplayStore, StoreSchema, event_tags
 from robot_io.config import ExpertConfig, SimBoxConfig
 
 
@@ -20,6 +20,8 @@ class RecordedEpisode:
     seed: int
     length: int
     success: bool
+    tags: tuple[str, ...] = ()
+    """What the expert's knobs made happen ("pause", "retry", "drop", ...), also stored with the episode."""
 
 
 def open_sim_store(url: str, sim_config: SimBoxConfig) -> ReplayStore:
@@ -41,7 +43,8 @@ def record_expert_episodes(
     robot_id: str = "sim0",
 ) -> list[RecordedEpisode]:
     """Run the scripted expert (demo mode, knobs from ``expert_config``) once per seed and commit each episode
-    with its outcome (success, or failure by drop or time-out) labelled by the simulator."""
+    with its outcome (success, or failure by drop or time-out) labelled by the simulator, and with the expert's
+    event kinds as tags, as the actors record them."""
     from robot_io.sim import BoxAssemblySim, ScriptedExpert, run_expert_episode
 
     sim = BoxAssemblySim(sim_config)
@@ -49,15 +52,19 @@ def record_expert_episodes(
     recorded = []
     try:
         for seed in seeds:
-            steps = run_expert_episode(sim, ScriptedExpert(sim, expert_config), int(seed))
+            expert = ScriptedExpert(sim, expert_config)
+            steps = run_expert_episode(sim, expert, int(seed))
             success = bool(sim.info()["success"])
+            tags = event_tags(expert.events)
             with store.episode_writer(
                 robot_id=robot_id, round=round_index, policy_version="scripted-expert", task=task
             ) as writer:
                 for observation, action in steps:
                     writer.add_observation(observation, action)
-                writer.commit(Outcome.SUCCESS if success else Outcome.FAILURE, labelled_by="simulator")
-            recorded.append(RecordedEpisode(writer.episode_id, int(seed), len(steps), success))
+                writer.commit(
+                    Outcome.SUCCESS if success else Outcome.FAILURE, labelled_by="simulator", tags=tags
+                )
+            recorded.append(RecordedEpisode(writer.episode_id, int(seed), len(steps), success, tags))
     finally:
         sim.disconnect()
     return recorded

@@ -24,6 +24,7 @@ from replay.schema import (
     SchemaMismatchError,
     SchemaVersionError,
     StoreSchema,
+    event_tags,
 )
 from replay.store import InFlightEpisode, ReplayStore
 from replay.verify import ChunkProblem, VerifyReport
@@ -53,4 +54,5 @@ __all__ = [
     "SchemaVersionError",
     "StoreSchema",
     "VerifyReport",
+    "event_tags",
 ]

@@ -6,7 +6,7 @@ metadata without zarr, torch or fsspec.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -199,6 +199,17 @@ class EpisodeMeta:
         if self.purpose not in EPISODE_PURPOSES:
             raise ValueError(f"episode purpose must be one of {EPISODE_PURPOSES}, got {self.purpose!r}")
         object.__setattr__(self, "tags", tuple(str(t) for t in self.tags))
+
+
+def event_tags(events: Iterable[str]) -> tuple[str, ...]:
+    """``EpisodeMeta.tags`` from "kind:detail" event strings (the simulated expert's "pause:lid:12", "retry:lid",
+    "take_over:40"): each kind once, in the order it first happened."""
+    kinds: list[str] = []
+    for event in events:
+        kind = event.split(":", 1)[0]
+        if kind not in kinds:
+            kinds.append(kind)
+    return tuple(kinds)
 
 
 @dataclass

@@ -36,8 +36,9 @@ from results_sections import write_section  # scripts/ is on sys.path when a scr
 
 from learners.backbone_pretrain import BackbonePretrainConfig, pretrain_backbone
 from learners.evaluate_value import episode_curves, evaluate_checkpoint, kinds_from_tags
+from learners.policy_sim_data import open_sim_store, record_expert_episodes
 from learners.value_learner import ValueLearner, ValueLearnerConfig
-from replay import Outcome, ReplayStore, StoreSchema
+from replay import Outcome, ReplayStore
 from robot_io.config import ExpertConfig, SimBoxConfig
 from valuemodel.backbone import TINY_TRANSFORMER, vae_spatial_factor
 from valuemodel.config import ValueModelConfig
@@ -61,25 +62,10 @@ BASELINE = "static baseline"
 
 def record(url: str, seeds: range, expert: ExpertConfig) -> dict[str, list[str]]:
     """Scripted-expert episodes into a new store; returns episode id -> kinds (from the knobs that fired)."""
-    from robot_io.sim import BoxAssemblySim, ScriptedExpert, run_expert_episode
-
-    sim = BoxAssemblySim(SimBoxConfig())
-    store = ReplayStore.create(url, StoreSchema.from_robot_spec(sim.spec))
-    sim.connect()
-    kinds = {}
-    try:
-        for seed in seeds:
-            scripted = ScriptedExpert(sim, expert)
-            steps = run_expert_episode(sim, scripted, seed)
-            success = bool(sim.info()["success"])
-            with store.episode_writer(robot_id="sim0", round=0, policy_version="expert", task=TASK) as writer:
-                for observation, action in steps:
-                    writer.add_observation(observation, action)
-                writer.commit(Outcome.SUCCESS if success else Outcome.FAILURE, labelled_by="simulator")
-            kinds[writer.episode_id] = list(kinds_from_tags(scripted.events, success))
-    finally:
-        sim.disconnect()
-    return kinds
+    sim_config = SimBoxConfig()
+    store = open_sim_store(url, sim_config)
+    episodes = record_expert_episodes(store, sim_config, expert, seeds, task=TASK)
+    return {e.episode_id: list(kinds_from_tags(e.tags, e.success)) for e in episodes}
 
 
 def target_reference(store: ReplayStore, kinds: dict[str, tuple[str, ...]], out: Path) -> dict[str, float]:

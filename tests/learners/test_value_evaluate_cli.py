@@ -11,7 +11,7 @@ import torch
 from learners.evaluate_value import episode_curves, kinds_from_tags, main
 from learners.value_data import synthetic_store_schema, write_synthetic_episode, write_synthetic_store
 from learners.value_learner import ValueLearner, ValueLearnerConfig
-from replay import ReplayStore
+from replay import ReplayStore, event_tags
 from valuemodel.config import ValueModelConfig
 from valuemodel.synthetic import make_episode
 
@@ -79,10 +79,10 @@ def test_recorded_tags_give_the_kinds_where_no_tags_file_does(tmp_path):
     assert kinds[ids[("pause", "take_over")]] == ("hesitation",)
     assert kinds[ids[("retry",)]] == ("retry",)
     assert kinds[ids[()]] == (), "no tags recorded: left to infer_kinds"
-    # A tags file still wins, and raw expert events read as their kinds.
+    # A tags file still wins; a failed episode with pauses is both.
     explicit = episode_curves(store, lambda e: np.zeros(3), [ids[("retry",)]], {ids[("retry",)]: ("expert",)})
     assert explicit[0].kinds == ("expert",)
-    assert kinds_from_tags(["pause:lid:12", "retry_abandoned:lid", "drop"], success=False) == (
+    assert kinds_from_tags(event_tags(["pause:lid:12", "retry_abandoned:lid", "drop"]), False) == (
         "failure",
         "hesitation",
     )
