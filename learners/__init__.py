@@ -4,7 +4,9 @@ Exposes the value learner (``ValueLearner``, ``ValueLearnerConfig``, its Ray act
 backbone pretraining on recorded video (``pretrain_backbone``, ``BackbonePretrainConfig``), RECAP advantage
 labelling (``recap_advantages``, ``binarize_advantages``, ``awr_weights``, ``wvm_delta``, ``label_store`` with
 ``LabellingConfig``) and the policy learner (``PolicyLearner``, ``PolicyLearnerConfig``, ``train_policy_round``,
-its Ray actor ``launch_policy_learner``). Ray is imported only by the actor modules, and the simulator only by
+its Ray actor ``launch_policy_learner``). Calling a value model's ``predict`` directly, ``normalise_state`` and
+``denormalise_state`` with a checkpoint's ``ValueDataStats`` (``norm_stats.json``) map proprioception into and
+out of its [-1, 1] range. Ray is imported only by the actor modules, and the simulator only by
 ``learners.policy_sim_data`` (scripts and tests), so importing this package pulls in neither.
 """
 
@@ -14,7 +16,7 @@ from learners.policy_actor import launch_policy_learner
 from learners.policy_labels import LabellingConfig, LabellingReport, label_store
 from learners.policy_learner import PolicyLearner, PolicyLearnerConfig, PolicyTrainResult, train_policy_round
 from learners.value_actor import launch_value_learner
-from learners.value_data import ValueDataStats
+from learners.value_data import ValueDataStats, denormalise_state, normalise_state
 from learners.value_learner import NonFiniteLossError, ValueLearner, ValueLearnerConfig
 
 __all__ = [
@@ -30,9 +32,11 @@ __all__ = [
     "ValueLearnerConfig",
     "awr_weights",
     "binarize_advantages",
+    "denormalise_state",
     "label_store",
     "launch_policy_learner",
     "launch_value_learner",
+    "normalise_state",
     "pretrain_backbone",
     "recap_advantages",
     "train_policy_round",

@@ -132,6 +132,13 @@ def normalise_state(state: torch.Tensor, tasks: Sequence[str], stats: ValueDataS
     return scaled.clamp(-1.0, 1.0)
 
 
+def denormalise_state(state: torch.Tensor, tasks: Sequence[str], stats: ValueDataStats) -> torch.Tensor:
+    """``normalise_state`` undone: a predicted ``future_state`` in [-1, 1] -> raw proprioception units."""
+    low = torch.tensor(np.array([stats.state_min[t] for t in tasks]), dtype=torch.float32)
+    high = torch.tensor(np.array([stats.state_max[t] for t in tasks]), dtype=torch.float32)
+    return low + (state.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * (high - low).clamp_min(MIN_STATE_RANGE)
+
+
 @functools.lru_cache(maxsize=4096)
 def _episode_targets(length: int, success: bool, max_length: int, penalty: float | None) -> np.ndarray:
     return episode_value_targets(length, success, max_length, penalty)

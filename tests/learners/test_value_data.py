@@ -11,6 +11,7 @@ from learners.value_data import (
     ValueBatchAdapter,
     WindowDataset,
     compute_value_stats,
+    denormalise_state,
     merge_window_values,
     normalise_state,
     window_offsets,
@@ -61,6 +62,11 @@ def test_state_normalisation_maps_the_task_range_onto_minus_one_one():
     stats = ValueDataStats(["t"], {"t": [0.0, -2.0]}, {"t": [1.0, 2.0]}, {"t": 10})
     state = torch.tensor([[0.0, -2.0], [1.0, 2.0], [0.5, 0.0], [3.0, 0.0]])
     assert normalise_state(state, ["t"] * 4, stats).tolist() == [[-1, -1], [1, 1], [0, 0], [1, 0]]
+    # A predicted future state maps back to raw units (inside the range, where normalising did not clip).
+    inside = state[:3]
+    assert torch.allclose(
+        denormalise_state(normalise_state(inside, ["t"] * 3, stats), ["t"] * 3, stats), inside
+    )
 
 
 def test_wvm_windows_and_latent_cache(store):
