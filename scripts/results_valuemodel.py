@@ -173,8 +173,9 @@ def evaluate_or_keep(
     """Evaluate a checkpoint on the held-out store, or keep the evaluation a kept checkpoint already has.
 
     A kept checkpoint (``train_or_keep``) keeps its evaluation when ``trained.json`` says it was of the same
-    held-out store (``held_out_identity``): evaluation is deterministic, so it would score the same again, and re-evaluating
-    every seed of every model costs about an hour on 2 cores. The copy in the checkpoint root goes to ``out``.
+    held-out store (``held_out_identity``): evaluation is deterministic, so it would score the same again, and
+    re-evaluating every seed of every model costs about an hour on 2 cores. The copy in the checkpoint root goes
+    to ``out``.
     Returns (the report as in metrics.json, eval s (the earlier run's when kept), kept).
     """
     trained_path = work / TRAINED_FILE
