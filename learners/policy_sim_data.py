@@ -1,6 +1,6 @@
-"""Simulated data and evaluation for policy experiments: scripted-expert episodes recorded into a replay store,
-and a policy rolled out in the simulator. Used by the end-to-end tests and ``scripts/results_policy.py``;
-the overnight system records through actors instead. Imports MuJoCo (through robot_io.sim) when called.
+"""Simulated data and evaluation for experiments: scripted-expert episodes recorded into a replay store (the
+policy and value results scripts, the end-to-end tests), and a policy rolled out in the simulator
+(``scripts/results_policy.py``); the overnight system records through actors instead. Imports MuJoCo (through robot_io.sim) when called.
 """
 
 from __future__ import annotations
