@@ -124,19 +124,23 @@ def compute_value_stats(
     )
 
 
-def normalise_state(state: torch.Tensor, tasks: Sequence[str], stats: ValueDataStats) -> torch.Tensor:
-    """(B, D) raw proprioception -> [-1, 1] with each sample's task range; values outside it are clipped."""
+def _state_range(tasks: Sequence[str], stats: ValueDataStats) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, D) low and (B, D) width of each sample's task range (widths floored at ``MIN_STATE_RANGE``)."""
     low = torch.tensor(np.array([stats.state_min[t] for t in tasks]), dtype=torch.float32)
     high = torch.tensor(np.array([stats.state_max[t] for t in tasks]), dtype=torch.float32)
-    scaled = 2.0 * (state.float() - low) / (high - low).clamp_min(MIN_STATE_RANGE) - 1.0
-    return scaled.clamp(-1.0, 1.0)
+    return low, (high - low).clamp_min(MIN_STATE_RANGE)
+
+
+def normalise_state(state: torch.Tensor, tasks: Sequence[str], stats: ValueDataStats) -> torch.Tensor:
+    """(B, D) raw proprioception -> [-1, 1] with each sample's task range; values outside it are clipped."""
+    low, width = _state_range(tasks, stats)
+    return (2.0 * (state.float() - low) / width - 1.0).clamp(-1.0, 1.0)
 
 
 def denormalise_state(state: torch.Tensor, tasks: Sequence[str], stats: ValueDataStats) -> torch.Tensor:
     """``normalise_state`` undone: a predicted ``future_state`` in [-1, 1] -> raw proprioception units."""
-    low = torch.tensor(np.array([stats.state_min[t] for t in tasks]), dtype=torch.float32)
-    high = torch.tensor(np.array([stats.state_max[t] for t in tasks]), dtype=torch.float32)
-    return low + (state.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * (high - low).clamp_min(MIN_STATE_RANGE)
+    low, width = _state_range(tasks, stats)
+    return low + (state.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * width
 
 
 @functools.lru_cache(maxsize=4096)

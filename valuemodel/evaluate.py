@@ -339,8 +339,9 @@ EPISODE_PLOTS_DIR = "episodes"
 
 def plot_every_episode(curves: Sequence[EpisodeCurve], folder: Path) -> None:
     """One PNG per episode, at the model's own value scale (the overview grid normalises each curve)."""
+    outcomes = {True: "success", False: "failure", None: "unlabelled"}
     for c in curves:
-        title = f"{c.episode_id} {'+'.join(c.kinds) or '?'} ({'success' if c.success else 'failure'})"
+        title = f"{c.episode_id} {'+'.join(c.kinds) or '?'} ({outcomes[c.success]})"
         plot_episode_value(c.pred, c.progress, title, folder / f"{c.episode_id}.png", value_range=(-1.1, 1.1))
 
 
