@@ -26,18 +26,28 @@ TASKS = ["put the item in the box", "close the lid"]
 
 
 def write_tiny_text_encoder(root):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+    """A UMT5 encoder and a T5 tokenizer of the real folder's kind: a SentencePiece-style unigram model (whole
+    words as "▁word" pieces, single characters as the fallback), an appended </s>, tokenizer_config naming
+    T5Tokenizer. It loads through tokenizer.json, as the real one does where sentencepiece is not installed."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
 
     words = sorted({w for t in TASKS for w in t.split()})
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="</s>"
+    chars = sorted({c for t in TASKS for c in t if c != " "})
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [("\u2581" + w, -1.0) for w in words] + [(c, -3.0) for c in chars]
+    tok = Tokenizer(models.Unigram(pieces, unk_id=2))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    T5TokenizerFast(tokenizer_object=tok, extra_ids=0).save_pretrained(root / "tokenizer")
+    config_path = root / "tokenizer" / "tokenizer_config.json"
+    config_path.write_text(
+        json.dumps({**json.loads(config_path.read_text()), "tokenizer_class": "T5Tokenizer"})
     )
-    fast.save_pretrained(root / "tokenizer")
-    cfg = UMT5Config(vocab_size=len(vocab), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)
+    cfg = UMT5Config(vocab_size=len(pieces), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)
     UMT5EncoderModel(cfg).save_pretrained(root / "text_encoder")
 
 
@@ -120,8 +130,8 @@ def test_from_pretrained_round_trip(tiny_wan_dir, tmp_path):
     # T5 embeddings: one per task, padding positions zero, differing between tasks.
     cached = loaded.text.cached
     assert cached.shape == (2, 8, 64)
-    n_tokens = len(TASKS[1].split()) + 1
-    assert torch.all(cached[1, n_tokens:] == 0) and cached[1, :n_tokens].abs().sum() > 0
+    n_tokens = len(TASKS[1].split()) + 1  # a piece per word, then </s>
+    assert torch.all(cached[1, n_tokens:] == 0) and torch.all(cached[1, :n_tokens].abs().sum(-1) > 0)
     assert not torch.equal(cached[0], cached[1])
 
     # Saving and reloading rebuilds the architecture from the folder's configs without reading its weights.
