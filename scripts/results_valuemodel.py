@@ -16,6 +16,13 @@ task progress falls. Trained on such episodes, a model that fits its target well
 progress. The table's "RECAP target" row scores that target itself on the held-out episodes (Retry-VOC -1). As
 in WVM's Suboptimal-Value-Bench, the question is whether a model trained on ordinary data (demonstrations with
 pauses, drops and stalls) reads a retry it has not been trained on as lost progress.
+
+Every trained run is also kept in ``results/value_runs`` (``--archive``): its training record, timings and
+held-out evaluation, a few tens of kB, committed with the section. With ``--reuse`` a later run on a new machine
+records the same episodes again, pretrains the backbone again and takes each run the archive holds instead of
+training it, provided it was made from the same configs and an identical backbone (same pretraining losses) and
+evaluated on the same episodes (same content). So a study longer than one session (five seeds of WVM take 3-5 h
+on 2 cores) can be run a few seeds at a time.
 """
 
 from __future__ import annotations
@@ -127,10 +134,11 @@ def train_or_keep(
 
 def train_and_evaluate(
     name: str, model_config: ValueModelConfig, args: argparse.Namespace, work: Path, backbone: dict | None,
-    eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], run: str, out: Path, seed: int,
+    eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], run: str, out: Path, seed: int, held_out: dict,
 ) -> tuple[dict, list[dict], tuple[float, float, dict], bool, bool]:  # fmt: skip
     """Train (or keep, see ``train_or_keep``) one model and seed, then evaluate it on the held-out store (or keep
-    its evaluation, see ``evaluate_or_keep``).
+    its evaluation, see ``evaluate_or_keep``), and archive the run (``archive_run``). Under ``--reuse`` a run the
+    archive holds, made the same way and evaluated on the same held-out episodes, is taken from there instead.
 
     Returns the summary, the per-episode rows, (train s, eval s, learner metrics) and whether the checkpoint and
     its evaluation were kept.
@@ -142,11 +150,157 @@ def train_and_evaluate(
         time_limit=TIME_LIMIT, checkpoint_every=0, log_every=200, device="cpu", seed=seed,
         wvm_frame_stride=args.wvm_frame_stride,
     )  # fmt: skip
+    record = training_record(learner_config, model_config, backbone)
+    archive = Path(args.archive)
+    if args.reuse:
+        restored = restore_archived_run(archive, f"{run}_s{seed}", record, held_out, eval_store, out)
+        if restored is not None:
+            report, timing = restored
+            return report["summary"], report["episodes"], timing, True, True
     train_s, metrics, kept = train_or_keep(learner_config, model_config, backbone, work, args.reuse)
     report, eval_s, kept_evaluation = evaluate_or_keep(
         Path(learner_config.checkpoint_root), eval_store, kinds, out, name, work, kept
     )
-    return report["summary"], report["episodes"], (train_s, eval_s, metrics), kept, kept_evaluation
+    timing = (train_s, eval_s, metrics)
+    plotted = not out.is_relative_to(work)  # the first seed's evaluation goes to the plots folder
+    archive_run(archive, f"{run}_s{seed}", record, held_out, eval_store, out, timing, plot=plotted)
+    return report["summary"], report["episodes"], timing, kept, kept_evaluation
+
+
+# Trained runs outlive the work folder in an archive in the repository: each run's training record, timings and
+# held-out evaluation (per-episode rows, and the overview plot where it is the section's). A session's /tmp does not
+# outlive it, and five seeds of WVM (40-60 min each on 2 CPU cores) take longer than one session.
+ARCHIVE = REPO / "results" / "value_runs"
+# Fields of a training record that name this machine's folders or time its pretraining, not what was trained.
+MACHINE_FIELDS = {
+    "learner": {"store_url", "checkpoint_root"},
+    "model": {"pretrained_dir"},
+    "backbone": {"seconds"},
+}
+
+
+def portable_record(record: dict) -> dict:
+    """``training_record`` without its machine fields: what an archived run is matched on."""
+    return {
+        part: {k: v for k, v in fields.items() if k not in MACHINE_FIELDS[part]}
+        if fields is not None
+        else None
+        for part, fields in record.items()
+    }
+
+
+def store_content(work: Path, name: str) -> dict:
+    """A work-folder store ("train", "eval") as another session records it again: its knobs and a hash of each
+    episode's length, outcome and tags in recording order. The same knobs make the same episodes on another machine
+    (all 48 held-out episodes had the same lengths and events in the tenth session as in the ninth), under new ids
+    (they carry the recording time), so ids are not part of it; nor are the floats, which need not agree to the
+    last bit between machines."""
+    store = ReplayStore.open(str(work / name))
+    metas = [store.record(episode_id).meta for episode_id in sorted(store.episode_ids())]  # recording order
+    content = json.dumps([[m.length, m.outcome.value, sorted(m.tags)] for m in metas])
+    return {
+        "knobs": recorded_knobs(work)[name],
+        "episodes_sha256": hashlib.sha256(content.encode()).hexdigest(),
+    }
+
+
+def archive_key(run: str, record: dict, held_out: dict) -> str:
+    made = json.dumps({"made_from": portable_record(record), "held_out": held_out}, sort_keys=True)
+    return f"{run}_{hashlib.sha256(made.encode()).hexdigest()[:12]}"
+
+
+def archive_run(
+    archive: Path, run: str, record: dict, held_out: dict, eval_store: ReplayStore, out: Path,
+    timing: tuple[float, float, dict], plot: bool,
+) -> None:  # fmt: skip
+    """Keep one run in the archive: its record, timings and evaluation, with each episode named by its index in
+    recording order instead of its id, so that a later session's store of the same episodes can pair with it.
+    ``plot``: also keep the overview plot (the section's, not every seed's: they are about 300 kB each)."""
+    report = json.loads((out / "metrics.json").read_text())
+    index = {episode_id: i for i, episode_id in enumerate(sorted(eval_store.episode_ids()))}
+    rows = [{**{k: v for k, v in row.items() if k != "episode_id"}, "held_out_index": index[row["episode_id"]]}
+            for row in report["episodes"]]  # fmt: skip
+    train_s, eval_s, metrics = timing
+    entry = {
+        "run": run, "made_from": portable_record(record), "held_out": held_out, "train_s": train_s,
+        "eval_s": eval_s, "metrics": metrics, "summary": report["summary"], "episodes": rows,
+    }  # fmt: skip
+    archive.mkdir(parents=True, exist_ok=True)
+    key = archive_key(run, record, held_out)
+    (archive / f"{key}.json").write_text(json.dumps(entry, indent=1))
+    if plot:
+        shutil.copyfile(out / "value_curves.png", archive / f"{key}.png")
+
+
+# What ``pretrain_backbone`` reports; a training record names its backbone by these (its losses fingerprint it).
+BACKBONE_REPORT = ("frames", "vae_loss", "video_loss", "seconds")
+
+
+def archived_backbone_key(config: BackbonePretrainConfig, train_content: dict) -> str:
+    """The archive's name for a backbone pretrained with ``config`` on the training store ``train_content``.
+
+    Pretraining is not reproducible between machines (the tenth session's final flow loss was .177 where the
+    ninth's was .165, same flags and data), so the backbone itself is archived (about 8 MB) and runs trained on it
+    in different sessions share it.
+    """
+    recipe = {k: v for k, v in asdict(config).items() if k not in ("store_url", "out_dir", "threads")}
+    made = json.dumps({"recipe": recipe, "train": train_content}, sort_keys=True)
+    return f"backbone_{hashlib.sha256(made.encode()).hexdigest()[:12]}"
+
+
+def archive_backbone(archive: Path, key: str, folder: Path) -> None:
+    """Keep the pretrained backbone (``transformer/``, ``vae/``, ``pretrain.json``) unless the archive has it."""
+    if (archive / key / "pretrain.json").is_file():
+        return
+    shutil.rmtree(archive / key, ignore_errors=True)
+    for part in ("transformer", "vae"):
+        shutil.copytree(folder / part, archive / key / part)
+    shutil.copyfile(folder / "pretrain.json", archive / key / "pretrain.json")  # last: marks it complete
+
+
+def restore_archived_backbone(archive: Path, key: str, folder: Path) -> bool:
+    """Copy the archived backbone ``key`` into ``folder`` (which holds no finished one); False when not archived."""
+    if not (archive / key / "pretrain.json").is_file():
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    for part in ("transformer", "vae"):
+        shutil.copytree(archive / key / part, folder / part)
+    shutil.copyfile(archive / key / "pretrain.json", folder / "pretrain.json")
+    print(f"--reuse takes the pretrained backbone from the archive ({key})")
+    return True
+
+
+def restore_archived_run(
+    archive: Path, run: str, record: dict, held_out: dict, eval_store: ReplayStore, out: Path
+) -> tuple[dict, tuple[float, float, dict]] | None:
+    """The archived run made from ``record`` and evaluated on ``held_out``, written to ``out`` as its evaluation
+    (metrics.json with this store's episode ids, and the overview plot when archived); None when there is none."""
+    key = archive_key(run, record, held_out)
+    path = archive / f"{key}.json"
+    if not path.is_file():
+        others = sorted(archive.glob(f"{run}_*.json")) if archive.is_dir() else []
+        for other in others:
+            saved = json.loads(other.read_text())
+            differ = [
+                part
+                for part, fields in portable_record(record).items()
+                if saved["made_from"].get(part) != fields
+            ]
+            differ += ["held-out episodes"] if saved["held_out"] != held_out else []
+            print(f"archived {other.name} is not this run: its {', '.join(differ)} differ")
+        return None
+    entry = json.loads(path.read_text())
+    ids = sorted(eval_store.episode_ids())
+    rows = [{"episode_id": ids[row["held_out_index"]], **{k: v for k, v in row.items() if k != "held_out_index"}}
+            for row in entry["episodes"]]  # fmt: skip
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    report = {"summary": entry["summary"], "episodes": rows}
+    (out / "metrics.json").write_text(json.dumps(report, indent=1))
+    if (archive / f"{key}.png").is_file():
+        shutil.copyfile(archive / f"{key}.png", out / "value_curves.png")
+    print(f"--reuse takes {run} from the archive ({path.name}, trained in {entry['train_s']:.0f} s)")
+    return report, (entry["train_s"], entry["eval_s"], entry["metrics"])
 
 
 # Inside a checkpoint root: its held-out evaluation, removed with the checkpoint when it is trained again.
@@ -329,6 +483,11 @@ def main() -> int:
         "evaluations of the same held-out store",
     )
     parser.add_argument("--work", default="/tmp/vivarl_value_results")
+    parser.add_argument(
+        "--archive", default=str(ARCHIVE),
+        help="folder that keeps every trained run's record and evaluation beyond the work folder; under --reuse "
+        "a run it holds (same configs, backbone and held-out episodes) is not trained again",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.eval_first_seed < args.train_episodes:
         parser.error(
@@ -379,6 +538,7 @@ def main() -> int:
     kinds = {k: tuple(v) for k, v in eval_kinds.items()}
     train_count = len(ReplayStore.open(str(work / "train")).episode_ids())
     eval_store = ReplayStore.open(str(work / "eval"))
+    held_out = store_content(work, "eval")
 
     pretrained_dir, pretrain_report = "", None
     if not args.no_pretrain:
@@ -389,6 +549,9 @@ def main() -> int:
         )  # fmt: skip
         pretrained_dir = pretrain_config.out_dir
         done = Path(pretrained_dir) / "pretrain.json"
+        backbone_key = archived_backbone_key(pretrain_config, store_content(work, "train"))
+        if args.reuse and not done.is_file():
+            restore_archived_backbone(Path(args.archive), backbone_key, Path(pretrained_dir))
         if args.reuse and done.is_file():
             mismatches = backbone_mismatches(Path(pretrained_dir), args.pretrain_transformer_overrides)
             if mismatches:
@@ -397,9 +560,11 @@ def main() -> int:
                     f"--pretrain-transformer-overrides ({'; '.join(mismatches)}); pass the overrides it was "
                     "made with, or drop --reuse to pretrain again"
                 )
-            pretrain_report = json.loads(done.read_text())
+            saved = json.loads(done.read_text())
+            pretrain_report = {k: saved[k] for k in BACKBONE_REPORT}  # the fields pretrain_backbone returns
         else:
             pretrain_report = pretrain_backbone(pretrain_config)
+        archive_backbone(Path(args.archive), backbone_key, Path(pretrained_dir))
         print(f"pretrained the tiny backbone: {pretrain_report}")
 
     runs: list[tuple[str, str, str]] = []  # (row name, config file, pretrained_dir)
@@ -427,8 +592,9 @@ def main() -> int:
             # The first seed's curves are the plotted ones; the others are kept in the work folder.
             folder = out if i == 0 else work / "eval_out" / f"{out.name}_s{seed}"
             summary, rows, timing, kept, kept_evaluation = train_and_evaluate(
-                name, model_config, args, work, pretrain_report, eval_store, kinds, out.name, folder, seed
-            )
+                name, model_config, args, work, pretrain_report if backbone_dir else None, eval_store, kinds,
+                out.name, folder, seed, held_out,
+            )  # fmt: skip
             per_seed[name].append(summary[name])
             episode_rows[name] += rows
             timings.setdefault(name, timing)
@@ -476,7 +642,8 @@ def main() -> int:
         f"{seeds}. {command}, "
         f"{(time.monotonic() - started) / 60:.1f} min in all on 2 CPU cores"
         + (
-            " (kept from earlier runs with the same flags, with their evaluations, so not in that time: "
+            f" (kept from earlier runs with the same flags, in the work folder or `{os.path.relpath(args.archive, REPO)}`, "
+            "with their evaluations, so not in that time: "
             + "; ".join(f"{name} seeds {', '.join(seeds_kept)}" for name, seeds_kept in kept_runs.items())
             + " (* evaluated again); their train s and eval s are the earlier runs')"
             if kept_runs

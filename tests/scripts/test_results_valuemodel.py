@@ -12,9 +12,20 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 import results_valuemodel  # noqa: E402
-from results_valuemodel import evaluate_or_keep, training_record  # noqa: E402
+from results_valuemodel import (  # noqa: E402
+    archive_backbone,
+    archive_run,
+    archived_backbone_key,
+    evaluate_or_keep,
+    restore_archived_backbone,
+    restore_archived_run,
+    store_content,
+    training_record,
+)
 
+from learners.backbone_pretrain import BackbonePretrainConfig  # noqa: E402
 from learners.value_learner import ValueLearnerConfig  # noqa: E402
+from replay import Outcome  # noqa: E402
 from valuemodel.config import ValueModelConfig  # noqa: E402
 
 
@@ -79,3 +90,93 @@ def test_a_kept_checkpoint_keeps_its_evaluation_only_of_the_same_held_out_store(
     other, _, kept_other = run("plots_e", kept=True)
     assert (len(evaluated), kept_retrained, kept_rerecorded, kept_other) == (4, False, False, False)
     assert other["episodes"] == [{"n": 4}]
+
+
+class FakeStore:
+    """A replay store as the archive reads one: ids (recording time first) and each episode's meta."""
+
+    def __init__(self, ids: list[str], lengths: list[int]) -> None:
+        self.ids, self.lengths = ids, lengths
+
+    def episode_ids(self) -> list[str]:
+        return list(reversed(self.ids))  # any order: the archive sorts them
+
+    def record(self, episode_id: str) -> SimpleNamespace:
+        length = self.lengths[self.ids.index(episode_id)]
+        return SimpleNamespace(meta=SimpleNamespace(length=length, outcome=Outcome.SUCCESS, tags=("retry",)))
+
+
+def test_an_archived_run_comes_back_for_the_same_episodes_recorded_again(tmp_path, monkeypatch):
+    # A new session records the held-out episodes again (new ids, same content): a run archived from another
+    # machine's folders is restored, its rows paired with this store's ids by recording order.
+    first = FakeStore(["20261121T1900Z-a", "20261121T1901Z-b"], [300, 250])
+    again = FakeStore(["20261122T0600Z-c", "20261122T0601Z-d"], [300, 250])
+    changed = FakeStore(["20261122T0700Z-e", "20261122T0701Z-f"], [300, 251])
+    stores = {str(tmp_path / w / "eval"): store for w, store in (("a", first), ("b", again), ("c", changed))}
+    monkeypatch.setattr(results_valuemodel, "ReplayStore", SimpleNamespace(open=stores.__getitem__))
+    for work in ("a", "b", "c"):
+        (tmp_path / work).mkdir()
+        (tmp_path / work / "recording.json").write_text(json.dumps({"eval": {"episodes": 2, "retry": 0.6}}))
+    held_out = store_content(tmp_path / "a", "eval")
+    assert store_content(tmp_path / "b", "eval") == held_out != store_content(tmp_path / "c", "eval")
+
+    model = ValueModelConfig.preset("tiny", "wvm", cameras=["front", "wrist"])
+    backbone = {"vae_loss": 0.0048, "seconds": 1167.9}
+
+    def record_at(work: Path, **changes):
+        learner = ValueLearnerConfig(store_url=str(work / "train"), checkpoint_root=str(work / "c"), seed=0)
+        return training_record(learner, replace(model, pretrained_dir=str(work / "wan"), **changes), backbone)
+
+    out = tmp_path / "plots" / "value_wvm"
+    out.mkdir(parents=True)
+    rows = [{"episode_id": first.ids[1], "retry_voc": 0.25}, {"episode_id": first.ids[0], "retry_voc": 0.75}]
+    (out / "metrics.json").write_text(json.dumps({"summary": {"WVM": {"retry_voc": 0.5}}, "episodes": rows}))
+    (out / "value_curves.png").write_bytes(b"png")
+    archive = tmp_path / "archive"
+    record = record_at(tmp_path / "a")
+    archive_run(archive, "value_wvm_s0", record, held_out, first, out, (9.0, 2.0, {}), plot=True)
+
+    restored_out = tmp_path / "plots_b" / "value_wvm"
+    restored = restore_archived_run(
+        archive, "value_wvm_s0", record_at(tmp_path / "b"), held_out, again, restored_out
+    )
+    assert restored is not None
+    report, timing = restored
+    assert timing == (9.0, 2.0, {}) and report["summary"] == {"WVM": {"retry_voc": 0.5}}
+    assert report["episodes"] == [
+        {"episode_id": again.ids[1], "retry_voc": 0.25},
+        {"episode_id": again.ids[0], "retry_voc": 0.75},
+    ]
+    assert json.loads((restored_out / "metrics.json").read_text()) == report
+    assert (restored_out / "value_curves.png").read_bytes() == b"png"
+
+    # Not restored: a run made another way, evaluated on other episodes, or of another seed.
+    other_model = record_at(tmp_path / "b", rewind_prob=0.3)
+    other_store = store_content(tmp_path / "c", "eval")
+    assert restore_archived_run(archive, "value_wvm_s0", other_model, held_out, again, tmp_path / "x") is None
+    assert restore_archived_run(archive, "value_wvm_s0", record, other_store, changed, tmp_path / "y") is None
+    assert restore_archived_run(archive, "value_wvm_s1", record, held_out, again, tmp_path / "z") is None
+
+
+def test_an_archived_backbone_is_keyed_by_its_recipe_and_data_not_by_its_folders(tmp_path):
+    train = {"knobs": {"episodes": 24, "retry": 0.0}, "episodes_sha256": "ab12"}
+    config = BackbonePretrainConfig(
+        store_url="/tmp/a/train", out_dir="/tmp/a/wan", video_steps=2000, threads=2
+    )
+    key = archived_backbone_key(config, train)
+    moved = replace(config, store_url="/tmp/b/train", out_dir="/tmp/b/wan", threads=0)
+    assert archived_backbone_key(moved, train) == key
+    assert archived_backbone_key(replace(config, video_steps=1000), train) != key
+    assert archived_backbone_key(config, {**train, "episodes_sha256": "cd34"}) != key
+
+    made = tmp_path / "a" / "wan"
+    for part in ("transformer", "vae"):
+        (made / part).mkdir(parents=True)
+        (made / part / "config.json").write_text(json.dumps({"part": part}))
+    (made / "pretrain.json").write_text(json.dumps({"video_loss": 0.177}))
+    archive = tmp_path / "archive"
+    assert not restore_archived_backbone(archive, key, tmp_path / "b" / "wan")
+    archive_backbone(archive, key, made)
+    assert restore_archived_backbone(archive, key, tmp_path / "b" / "wan")
+    for name in ("transformer/config.json", "vae/config.json", "pretrain.json"):
+        assert (tmp_path / "b" / "wan" / name).read_text() == (made / name).read_text()
