@@ -19,9 +19,9 @@ pauses, drops and stalls) reads a retry it has not been trained on as lost progr
 
 Every trained run is also kept in ``results/value_runs`` (``--archive``): its training record, timings and
 held-out evaluation, a few tens of kB, committed with the section. With ``--reuse`` a later run on a new machine
-records the same episodes again, pretrains the backbone again and takes each run the archive holds instead of
-training it, provided it was made from the same configs and an identical backbone (same pretraining losses) and
-evaluated on the same episodes (same content). So a study longer than one session (five seeds of WVM take 3-5 h
+records the same episodes again, takes the pretrained backbone from the archive and each run the archive holds
+instead of training it, provided it was made from the same configs on the same backbone and the same training
+episodes, and evaluated on the same held-out episodes with the same event thresholds. So a study longer than one session (five seeds of WVM take 3-5 h
 on 2 cores) can be run a few seeds at a time.
 """
 
@@ -51,11 +51,13 @@ from valuemodel.backbone import TINY_TRANSFORMER, vae_spatial_factor
 from valuemodel.config import ValueModelConfig
 from valuemodel.evaluate import (
     SUMMARY_COLUMNS,
+    EventSettings,
     evaluate_curves,
     finite_mean,
     markdown_table,
     paired_difference,
     seed_difference,
+    write_report,
 )
 from valuemodel.targets import episode_value_targets
 
@@ -134,12 +136,15 @@ def train_or_keep(
 
 def train_and_evaluate(
     name: str, model_config: ValueModelConfig, args: argparse.Namespace, work: Path, backbone: dict | None,
-    eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], run: str, out: Path, seed: int, held_out: dict,
+    eval_store: ReplayStore, kinds: dict[str, tuple[str, ...]], run: str, out: Path, seed: int, data: dict,
+    plotted: bool, archived_backbone: bool,
 ) -> tuple[dict, list[dict], tuple[float, float, dict], bool, bool]:  # fmt: skip
     """Train (or keep, see ``train_or_keep``) one model and seed, then evaluate it on the held-out store (or keep
     its evaluation, see ``evaluate_or_keep``), and archive the run (``archive_run``). Under ``--reuse`` a run the
-    archive holds, made the same way and evaluated on the same held-out episodes, is taken from there instead.
+    archive holds, made the same way from the same ``data`` (``run_data``), is taken from there instead.
 
+    ``plotted``: ``out`` is the section's plot folder. ``archived_backbone``: the archive holds the pretrained
+    backbone ``backbone`` describes, so a run trained on it can be archived (one that names no backbone always can).
     Returns the summary, the per-episode rows, (train s, eval s, learner metrics) and whether the checkpoint and
     its evaluation were kept.
     """
@@ -151,9 +156,9 @@ def train_and_evaluate(
         wvm_frame_stride=args.wvm_frame_stride,
     )  # fmt: skip
     record = training_record(learner_config, model_config, backbone)
-    archive = Path(args.archive)
+    archive, archived_as = Path(args.archive), f"{run}_s{seed}"
     if args.reuse:
-        restored = restore_archived_run(archive, f"{run}_s{seed}", record, held_out, eval_store, out)
+        restored = restore_archived_run(archive, archived_as, record, data, eval_store, out, plotted)
         if restored is not None:
             report, timing = restored
             return report["summary"], report["episodes"], timing, True, True
@@ -162,16 +167,18 @@ def train_and_evaluate(
         Path(learner_config.checkpoint_root), eval_store, kinds, out, name, work, kept
     )
     timing = (train_s, eval_s, metrics)
-    plotted = not out.is_relative_to(work)  # the first seed's evaluation goes to the plots folder
-    archive_run(archive, f"{run}_s{seed}", record, held_out, eval_store, out, timing, plot=plotted)
+    if backbone is None or archived_backbone:
+        archive_run(archive, archived_as, record, data, eval_store, out, timing, plotted)
     return report["summary"], report["episodes"], timing, kept, kept_evaluation
 
 
 # Trained runs outlive the work folder in an archive in the repository: each run's training record, timings and
-# held-out evaluation (per-episode rows, and the overview plot where it is the section's). A session's /tmp does not
-# outlive it, and five seeds of WVM (40-60 min each on 2 CPU cores) take longer than one session.
+# held-out evaluation (per-episode rows, and the overview plot where it is the section's), and the backbone they
+# were trained on. A session's /tmp does not outlive it, and five seeds of WVM (40-60 min each on 2 CPU cores) take
+# longer than one session.
 ARCHIVE = REPO / "results" / "value_runs"
-# Fields of a training record that name this machine's folders or time its pretraining, not what was trained.
+# Fields of a training record that name this machine's folders or time its pretraining, not what was trained (the
+# training store's content is matched through ``run_data`` instead of its path).
 MACHINE_FIELDS = {
     "learner": {"store_url", "checkpoint_root"},
     "model": {"pretrained_dir"},
@@ -182,11 +189,9 @@ MACHINE_FIELDS = {
 def portable_record(record: dict) -> dict:
     """``training_record`` without its machine fields: what an archived run is matched on."""
     return {
-        part: {k: v for k, v in fields.items() if k not in MACHINE_FIELDS[part]}
-        if fields is not None
-        else None
+        part: {k: v for k, v in fields.items() if k not in MACHINE_FIELDS[part]} if fields is not None else None
         for part, fields in record.items()
-    }
+    }  # fmt: skip
 
 
 def store_content(work: Path, name: str) -> dict:
@@ -204,36 +209,94 @@ def store_content(work: Path, name: str) -> dict:
     }
 
 
-def archive_key(run: str, record: dict, held_out: dict) -> str:
-    made = json.dumps({"made_from": portable_record(record), "held_out": held_out}, sort_keys=True)
+def run_data(work: Path) -> dict:
+    """What, besides its configs, an archived run must share with this one: the training and held-out episodes
+    and the evaluation's event thresholds."""
+    return {
+        "train": store_content(work, "train"),
+        "held_out": store_content(work, "eval"),
+        "evaluation": asdict(EventSettings()),
+    }
+
+
+def archive_key(run: str, record: dict, data: dict) -> str:
+    made = json.dumps({"made_from": portable_record(record), "data": data}, sort_keys=True)
     return f"{run}_{hashlib.sha256(made.encode()).hexdigest()[:12]}"
 
 
+def write_json_atomically(path: Path, content: object) -> None:
+    """Write whole or not at all: a file cut short by a crash would be read back as a kept run."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(content, indent=1))
+    os.replace(partial, path)
+
+
 def archive_run(
-    archive: Path, run: str, record: dict, held_out: dict, eval_store: ReplayStore, out: Path,
-    timing: tuple[float, float, dict], plot: bool,
+    archive: Path, run: str, record: dict, data: dict, eval_store: ReplayStore, out: Path,
+    timing: tuple[float, float, dict], plotted: bool,
 ) -> None:  # fmt: skip
     """Keep one run in the archive: its record, timings and evaluation, with each episode named by its index in
     recording order instead of its id, so that a later session's store of the same episodes can pair with it.
-    ``plot``: also keep the overview plot (the section's, not every seed's: they are about 300 kB each)."""
+    ``plotted``: also keep the overview plot (only the section's: they are about 300 kB each)."""
     report = json.loads((out / "metrics.json").read_text())
     index = {episode_id: i for i, episode_id in enumerate(sorted(eval_store.episode_ids()))}
     rows = [{**{k: v for k, v in row.items() if k != "episode_id"}, "held_out_index": index[row["episode_id"]]}
             for row in report["episodes"]]  # fmt: skip
     train_s, eval_s, metrics = timing
     entry = {
-        "run": run, "made_from": portable_record(record), "held_out": held_out, "train_s": train_s,
-        "eval_s": eval_s, "metrics": metrics, "summary": report["summary"], "episodes": rows,
+        "run": run, "made_from": portable_record(record), "data": data, "train_s": train_s, "eval_s": eval_s,
+        "metrics": metrics, "report": {**report, "episodes": rows},
     }  # fmt: skip
     archive.mkdir(parents=True, exist_ok=True)
-    key = archive_key(run, record, held_out)
-    (archive / f"{key}.json").write_text(json.dumps(entry, indent=1))
-    if plot:
+    key = archive_key(run, record, data)
+    if plotted:  # before the entry, which marks the run complete
         shutil.copyfile(out / "value_curves.png", archive / f"{key}.png")
+    write_json_atomically(archive / f"{key}.json", entry)
+
+
+def restore_archived_run(
+    archive: Path, run: str, record: dict, data: dict, eval_store: ReplayStore, out: Path, plotted: bool
+) -> tuple[dict, tuple[float, float, dict]] | None:
+    """The archived run made from ``record`` and ``data``, written to ``out`` as its evaluation (metrics.json with
+    this store's episode ids, metrics.md, and the overview plot), with (train s, eval s, learner metrics); None
+    when the archive does not hold it, or holds it without the plot that ``plotted`` (the section's folder) needs."""
+    key = archive_key(run, record, data)
+    path = archive / f"{key}.json"
+    if not path.is_file():
+        for other in sorted(archive.glob(f"{run}_*.json")) if archive.is_dir() else []:
+            saved = json.loads(other.read_text())
+            differ = [
+                part for part, fields in portable_record(record).items() if saved["made_from"][part] != fields
+            ]
+            differ += [part for part, fields in data.items() if saved["data"][part] != fields]
+            print(f"archived {other.name} is not this run: its {', '.join(differ)} differ")
+        return None
+    if plotted and not (archive / f"{key}.png").is_file():
+        print(f"archived {path.name} has no overview plot for the section's folder, so it is made again")
+        return None
+    entry = json.loads(path.read_text())
+    ids = sorted(eval_store.episode_ids())
+    rows = [{"episode_id": ids[row["held_out_index"]], **{k: v for k, v in row.items() if k != "held_out_index"}}
+            for row in entry["report"]["episodes"]]  # fmt: skip
+    report = {**entry["report"], "episodes": rows}
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    write_report(report, out)
+    if plotted:
+        shutil.copyfile(archive / f"{key}.png", out / "value_curves.png")
+    print(f"--reuse takes {run} from the archive ({path.name}, trained in {entry['train_s']:.0f} s)")
+    return report, (entry["train_s"], entry["eval_s"], entry["metrics"])
 
 
 # What ``pretrain_backbone`` reports; a training record names its backbone by these (its losses fingerprint it).
 BACKBONE_REPORT = ("frames", "vae_loss", "video_loss", "seconds")
+# Pretraining config fields that name this machine's folders or threads, not what is pretrained.
+BACKBONE_MACHINE_FIELDS = ("store_url", "out_dir", "threads")
+
+
+def backbone_recipe(config: dict) -> dict:
+    """A ``BackbonePretrainConfig`` (as a dict) without its machine fields, JSON-normalised."""
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in BACKBONE_MACHINE_FIELDS}))
 
 
 def archived_backbone_key(config: BackbonePretrainConfig, train_content: dict) -> str:
@@ -243,19 +306,31 @@ def archived_backbone_key(config: BackbonePretrainConfig, train_content: dict) -
     ninth's was .165, same flags and data), so the backbone itself is archived (about 8 MB) and runs trained on it
     in different sessions share it.
     """
-    recipe = {k: v for k, v in asdict(config).items() if k not in ("store_url", "out_dir", "threads")}
-    made = json.dumps({"recipe": recipe, "train": train_content}, sort_keys=True)
+    made = json.dumps({"recipe": backbone_recipe(asdict(config)), "train": train_content}, sort_keys=True)
     return f"backbone_{hashlib.sha256(made.encode()).hexdigest()[:12]}"
 
 
-def archive_backbone(archive: Path, key: str, folder: Path) -> None:
-    """Keep the pretrained backbone (``transformer/``, ``vae/``, ``pretrain.json``) unless the archive has it."""
-    if (archive / key / "pretrain.json").is_file():
-        return
-    shutil.rmtree(archive / key, ignore_errors=True)
-    for part in ("transformer", "vae"):
-        shutil.copytree(folder / part, archive / key / part)
-    shutil.copyfile(folder / "pretrain.json", archive / key / "pretrain.json")  # last: marks it complete
+def archive_backbone(archive: Path, key: str, folder: Path) -> bool:
+    """Keep the pretrained backbone (``transformer/``, ``vae/``, ``pretrain.json``) unless the archive has one of
+    that recipe already. Returns whether the archive's is this one (same losses): only then can runs trained on
+    it be archived, since a later session restores the archive's."""
+    report = json.loads((folder / "pretrain.json").read_text())
+    saved = archive / key / "pretrain.json"
+    if not saved.is_file():
+        shutil.rmtree(archive / key, ignore_errors=True)
+        for part in ("transformer", "vae"):
+            shutil.copytree(folder / part, archive / key / part)
+        shutil.copyfile(folder / "pretrain.json", saved)  # last: marks it complete
+        return True
+    archived = json.loads(saved.read_text())
+    if all(archived[k] == report[k] for k in BACKBONE_REPORT if k != "seconds"):
+        return True
+    print(
+        f"the archive's backbone {key} is another pretraining of this recipe (video loss {archived['video_loss']:.4f},"
+        f" this one {report['video_loss']:.4f}): runs trained on this one are not archived; with --reuse and no "
+        "backbone in the work folder the archive's is used"
+    )
+    return False
 
 
 def restore_archived_backbone(archive: Path, key: str, folder: Path) -> bool:
@@ -268,39 +343,6 @@ def restore_archived_backbone(archive: Path, key: str, folder: Path) -> bool:
     shutil.copyfile(archive / key / "pretrain.json", folder / "pretrain.json")
     print(f"--reuse takes the pretrained backbone from the archive ({key})")
     return True
-
-
-def restore_archived_run(
-    archive: Path, run: str, record: dict, held_out: dict, eval_store: ReplayStore, out: Path
-) -> tuple[dict, tuple[float, float, dict]] | None:
-    """The archived run made from ``record`` and evaluated on ``held_out``, written to ``out`` as its evaluation
-    (metrics.json with this store's episode ids, and the overview plot when archived); None when there is none."""
-    key = archive_key(run, record, held_out)
-    path = archive / f"{key}.json"
-    if not path.is_file():
-        others = sorted(archive.glob(f"{run}_*.json")) if archive.is_dir() else []
-        for other in others:
-            saved = json.loads(other.read_text())
-            differ = [
-                part
-                for part, fields in portable_record(record).items()
-                if saved["made_from"].get(part) != fields
-            ]
-            differ += ["held-out episodes"] if saved["held_out"] != held_out else []
-            print(f"archived {other.name} is not this run: its {', '.join(differ)} differ")
-        return None
-    entry = json.loads(path.read_text())
-    ids = sorted(eval_store.episode_ids())
-    rows = [{"episode_id": ids[row["held_out_index"]], **{k: v for k, v in row.items() if k != "held_out_index"}}
-            for row in entry["episodes"]]  # fmt: skip
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    report = {"summary": entry["summary"], "episodes": rows}
-    (out / "metrics.json").write_text(json.dumps(report, indent=1))
-    if (archive / f"{key}.png").is_file():
-        shutil.copyfile(archive / f"{key}.png", out / "value_curves.png")
-    print(f"--reuse takes {run} from the archive ({path.name}, trained in {entry['train_s']:.0f} s)")
-    return report, (entry["train_s"], entry["eval_s"], entry["metrics"])
 
 
 # Inside a checkpoint root: its held-out evaluation, removed with the checkpoint when it is trained again.
@@ -538,9 +580,9 @@ def main() -> int:
     kinds = {k: tuple(v) for k, v in eval_kinds.items()}
     train_count = len(ReplayStore.open(str(work / "train")).episode_ids())
     eval_store = ReplayStore.open(str(work / "eval"))
-    held_out = store_content(work, "eval")
+    data = run_data(work)
 
-    pretrained_dir, pretrain_report = "", None
+    pretrained_dir, pretrain_report, archived_backbone = "", None, False
     if not args.no_pretrain:
         pretrain_config = BackbonePretrainConfig(
             store_url=str(work / "train"), out_dir=str(work / "wan_tiny_pretrained"), cameras=CAMERAS,
@@ -549,10 +591,18 @@ def main() -> int:
         )  # fmt: skip
         pretrained_dir = pretrain_config.out_dir
         done = Path(pretrained_dir) / "pretrain.json"
-        backbone_key = archived_backbone_key(pretrain_config, store_content(work, "train"))
+        backbone_key = archived_backbone_key(pretrain_config, data["train"])
         if args.reuse and not done.is_file():
             restore_archived_backbone(Path(args.archive), backbone_key, Path(pretrained_dir))
         if args.reuse and done.is_file():
+            saved = json.loads(done.read_text())
+            recipe, wanted_recipe = backbone_recipe(saved["config"]), backbone_recipe(asdict(pretrain_config))
+            if recipe != wanted_recipe:
+                differ = sorted(k for k in wanted_recipe if recipe.get(k) != wanted_recipe[k])
+                parser.error(
+                    f"the reused backbone in {pretrained_dir} was pretrained with other settings ({differ}); "
+                    "pass the flags it was made with, or drop --reuse to pretrain again"
+                )
             mismatches = backbone_mismatches(Path(pretrained_dir), args.pretrain_transformer_overrides)
             if mismatches:
                 parser.error(
@@ -560,11 +610,10 @@ def main() -> int:
                     f"--pretrain-transformer-overrides ({'; '.join(mismatches)}); pass the overrides it was "
                     "made with, or drop --reuse to pretrain again"
                 )
-            saved = json.loads(done.read_text())
             pretrain_report = {k: saved[k] for k in BACKBONE_REPORT}  # the fields pretrain_backbone returns
         else:
             pretrain_report = pretrain_backbone(pretrain_config)
-        archive_backbone(Path(args.archive), backbone_key, Path(pretrained_dir))
+        archived_backbone = archive_backbone(Path(args.archive), backbone_key, Path(pretrained_dir))
         print(f"pretrained the tiny backbone: {pretrain_report}")
 
     runs: list[tuple[str, str, str]] = []  # (row name, config file, pretrained_dir)
@@ -593,7 +642,7 @@ def main() -> int:
             folder = out if i == 0 else work / "eval_out" / f"{out.name}_s{seed}"
             summary, rows, timing, kept, kept_evaluation = train_and_evaluate(
                 name, model_config, args, work, pretrain_report if backbone_dir else None, eval_store, kinds,
-                out.name, folder, seed, held_out,
+                out.name, folder, seed, data, plotted=i == 0, archived_backbone=archived_backbone,
             )  # fmt: skip
             per_seed[name].append(summary[name])
             episode_rows[name] += rows

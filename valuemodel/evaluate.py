@@ -345,6 +345,15 @@ def plot_every_episode(curves: Sequence[EpisodeCurve], folder: Path) -> None:
         plot_episode_value(c.pred, c.progress, title, folder / f"{c.episode_id}.png", value_range=(-1.1, 1.1))
 
 
+def write_report(report: dict[str, Any], out_dir: Path) -> str:
+    """Write an evaluation report (model, settings, summary, episodes) as metrics.json and its summary table as
+    metrics.md; returns the table."""
+    table = markdown_table(report["summary"])
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
+    (out_dir / "metrics.md").write_text(f"# Value model evaluation: {report['model']}\n\n{table}\n")
+    return table
+
+
 def evaluate_curves(
     curves: Sequence[EpisodeCurve], out_dir: str | Path, *, name: str = "model",
     settings: EventSettings | None = None, plot_limit: int = 12, episode_plots: bool = False,
@@ -362,10 +371,8 @@ def evaluate_curves(
     reference = reference_curves(curves)
     if reference:
         summaries["ground truth (reference)"] = summarise([episode_metrics(c, settings) for c in reference])
-    table = markdown_table(summaries)
     report = {"model": name, "settings": asdict(settings), "summary": summaries, "episodes": rows}
-    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
-    (out_dir / "metrics.md").write_text(f"# Value model evaluation: {name}\n\n{table}\n")
+    table = write_report(report, out_dir)
     plot = plot_curves(curves, out_dir / "value_curves.png", settings, plot_limit)
     if episode_plots:
         plot_every_episode(curves, out_dir / EPISODE_PLOTS_DIR)

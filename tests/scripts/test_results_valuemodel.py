@@ -19,7 +19,7 @@ from results_valuemodel import (  # noqa: E402
     evaluate_or_keep,
     restore_archived_backbone,
     restore_archived_run,
-    store_content,
+    run_data,
     training_record,
 )
 
@@ -27,6 +27,7 @@ from learners.backbone_pretrain import BackbonePretrainConfig  # noqa: E402
 from learners.value_learner import ValueLearnerConfig  # noqa: E402
 from replay import Outcome  # noqa: E402
 from valuemodel.config import ValueModelConfig  # noqa: E402
+from valuemodel.evaluate import SUMMARY_COLUMNS  # noqa: E402
 
 
 def test_a_saved_training_record_matches_only_the_same_training(tmp_path):
@@ -107,18 +108,27 @@ class FakeStore:
 
 
 def test_an_archived_run_comes_back_for_the_same_episodes_recorded_again(tmp_path, monkeypatch):
-    # A new session records the held-out episodes again (new ids, same content): a run archived from another
-    # machine's folders is restored, its rows paired with this store's ids by recording order.
+    # A new session records the episodes again (new ids, same content): a run archived from another machine's
+    # folders is restored, its rows paired with this store's ids by recording order.
     first = FakeStore(["20261121T1900Z-a", "20261121T1901Z-b"], [300, 250])
     again = FakeStore(["20261122T0600Z-c", "20261122T0601Z-d"], [300, 250])
     changed = FakeStore(["20261122T0700Z-e", "20261122T0701Z-f"], [300, 251])
-    stores = {str(tmp_path / w / "eval"): store for w, store in (("a", first), ("b", again), ("c", changed))}
-    monkeypatch.setattr(results_valuemodel, "ReplayStore", SimpleNamespace(open=stores.__getitem__))
-    for work in ("a", "b", "c"):
+    stores = {}
+    # Work folder d has a's held-out episodes but other training episodes.
+    for work, store, train in (
+        ("a", first, first),
+        ("b", again, first),
+        ("c", changed, first),
+        ("d", first, changed),
+    ):
+        stores.update({str(tmp_path / work / "eval"): store, str(tmp_path / work / "train"): train})
         (tmp_path / work).mkdir()
-        (tmp_path / work / "recording.json").write_text(json.dumps({"eval": {"episodes": 2, "retry": 0.6}}))
-    held_out = store_content(tmp_path / "a", "eval")
-    assert store_content(tmp_path / "b", "eval") == held_out != store_content(tmp_path / "c", "eval")
+        knobs = {"eval": {"episodes": 2, "retry": 0.6}, "train": {"episodes": 2, "retry": 0.0}}
+        (tmp_path / work / "recording.json").write_text(json.dumps(knobs))
+    monkeypatch.setattr(results_valuemodel, "ReplayStore", SimpleNamespace(open=stores.__getitem__))
+    data = run_data(tmp_path / "a")
+    assert run_data(tmp_path / "b") == data
+    assert run_data(tmp_path / "c") != data and run_data(tmp_path / "d") != data
 
     model = ValueModelConfig.preset("tiny", "wvm", cameras=["front", "wrist"])
     backbone = {"vae_loss": 0.0048, "seconds": 1167.9}
@@ -130,32 +140,39 @@ def test_an_archived_run_comes_back_for_the_same_episodes_recorded_again(tmp_pat
     out = tmp_path / "plots" / "value_wvm"
     out.mkdir(parents=True)
     rows = [{"episode_id": first.ids[1], "retry_voc": 0.25}, {"episode_id": first.ids[0], "retry_voc": 0.75}]
-    (out / "metrics.json").write_text(json.dumps({"summary": {"WVM": {"retry_voc": 0.5}}, "episodes": rows}))
+    summary = {"WVM": {**dict.fromkeys(SUMMARY_COLUMNS, 0.5), "episodes": 2}}
+    report = {"model": "WVM", "settings": {"error_window": 5}, "summary": summary, "episodes": rows}
+    (out / "metrics.json").write_text(json.dumps(report))
     (out / "value_curves.png").write_bytes(b"png")
     archive = tmp_path / "archive"
     record = record_at(tmp_path / "a")
-    archive_run(archive, "value_wvm_s0", record, held_out, first, out, (9.0, 2.0, {}), plot=True)
+    archive_run(archive, "value_wvm_s0", record, data, first, out, (9.0, 2.0, {}), plotted=True)
 
     restored_out = tmp_path / "plots_b" / "value_wvm"
-    restored = restore_archived_run(
-        archive, "value_wvm_s0", record_at(tmp_path / "b"), held_out, again, restored_out
-    )
+    b_record = record_at(tmp_path / "b")
+    restored = restore_archived_run(archive, "value_wvm_s0", b_record, data, again, restored_out, True)
     assert restored is not None
-    report, timing = restored
-    assert timing == (9.0, 2.0, {}) and report["summary"] == {"WVM": {"retry_voc": 0.5}}
-    assert report["episodes"] == [
+    got, timing = restored
+    assert timing == (9.0, 2.0, {}) and got["summary"] == summary and got["settings"] == {"error_window": 5}
+    assert got["episodes"] == [
         {"episode_id": again.ids[1], "retry_voc": 0.25},
         {"episode_id": again.ids[0], "retry_voc": 0.75},
     ]
-    assert json.loads((restored_out / "metrics.json").read_text()) == report
+    assert json.loads((restored_out / "metrics.json").read_text()) == got
+    assert "| WVM |" in (restored_out / "metrics.md").read_text()
     assert (restored_out / "value_curves.png").read_bytes() == b"png"
 
-    # Not restored: a run made another way, evaluated on other episodes, or of another seed.
+    # Not restored: a run made another way, from other episodes, of another seed, or, for the section's folder,
+    # without the plot it needs.
     other_model = record_at(tmp_path / "b", rewind_prob=0.3)
-    other_store = store_content(tmp_path / "c", "eval")
-    assert restore_archived_run(archive, "value_wvm_s0", other_model, held_out, again, tmp_path / "x") is None
-    assert restore_archived_run(archive, "value_wvm_s0", record, other_store, changed, tmp_path / "y") is None
-    assert restore_archived_run(archive, "value_wvm_s1", record, held_out, again, tmp_path / "z") is None
+    other_data = run_data(tmp_path / "c")
+    x = tmp_path / "x"
+    assert restore_archived_run(archive, "value_wvm_s0", other_model, data, again, x, False) is None
+    assert restore_archived_run(archive, "value_wvm_s0", record, other_data, changed, x, False) is None
+    assert restore_archived_run(archive, "value_wvm_s1", record, data, again, x, False) is None
+    archive_run(archive, "value_wvm_s2", record, data, first, out, (9.0, 2.0, {}), plotted=False)
+    assert restore_archived_run(archive, "value_wvm_s2", record, data, again, x, True) is None
+    assert restore_archived_run(archive, "value_wvm_s2", record, data, again, x, False) is not None
 
 
 def test_an_archived_backbone_is_keyed_by_its_recipe_and_data_not_by_its_folders(tmp_path):
@@ -169,14 +186,22 @@ def test_an_archived_backbone_is_keyed_by_its_recipe_and_data_not_by_its_folders
     assert archived_backbone_key(replace(config, video_steps=1000), train) != key
     assert archived_backbone_key(config, {**train, "episodes_sha256": "cd34"}) != key
 
-    made = tmp_path / "a" / "wan"
-    for part in ("transformer", "vae"):
-        (made / part).mkdir(parents=True)
-        (made / part / "config.json").write_text(json.dumps({"part": part}))
-    (made / "pretrain.json").write_text(json.dumps({"video_loss": 0.177}))
+    def pretrained(folder: Path, video_loss: float) -> Path:
+        for part in ("transformer", "vae"):
+            (folder / part).mkdir(parents=True)
+            (folder / part / "config.json").write_text(json.dumps({"part": part}))
+        report = {"frames": 10.0, "vae_loss": 0.005, "video_loss": video_loss, "seconds": 60.0}
+        (folder / "pretrain.json").write_text(json.dumps(report))
+        return folder
+
+    made = pretrained(tmp_path / "a" / "wan", 0.177)
     archive = tmp_path / "archive"
     assert not restore_archived_backbone(archive, key, tmp_path / "b" / "wan")
-    archive_backbone(archive, key, made)
+    assert archive_backbone(archive, key, made)
+    assert archive_backbone(archive, key, made)  # already there: still this one
     assert restore_archived_backbone(archive, key, tmp_path / "b" / "wan")
     for name in ("transformer/config.json", "vae/config.json", "pretrain.json"):
         assert (tmp_path / "b" / "wan" / name).read_text() == (made / name).read_text()
+    # Another pretraining of the same recipe (another machine's losses) is not this one, and is not archived.
+    assert not archive_backbone(archive, key, pretrained(tmp_path / "c" / "wan", 0.165))
+    assert json.loads((archive / key / "pretrain.json").read_text())["video_loss"] == 0.177
