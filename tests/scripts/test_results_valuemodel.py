@@ -1,5 +1,6 @@
 """The value-model results script keeps a trained checkpoint under --reuse only when it was made the same way, and
-its evaluation only when it was of the same held-out store."""
+its evaluation only when it was of the same held-out store; its archive (results_archive.py) gives back only runs
+and backbones made the same way from the same episodes."""
 
 from __future__ import annotations
 
@@ -12,16 +13,14 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 import results_valuemodel  # noqa: E402
-from results_valuemodel import (  # noqa: E402
+from results_archive import (  # noqa: E402
     archive_backbone,
     archive_run,
     archived_backbone_key,
-    evaluate_or_keep,
     restore_archived_backbone,
     restore_archived_run,
-    run_data,
-    training_record,
 )
+from results_valuemodel import evaluate_or_keep, run_data, training_record  # noqa: E402
 
 from learners.backbone_pretrain import BackbonePretrainConfig  # noqa: E402
 from learners.value_learner import ValueLearnerConfig  # noqa: E402
