@@ -163,7 +163,7 @@ def test_an_archived_run_comes_back_for_the_same_episodes_recorded_again(tmp_pat
 
     # Not restored: a run made another way, from other episodes, of another seed, or, for the section's folder,
     # without the plot it needs.
-    other_model = record_at(tmp_path / "b", rewind_prob=0.3)
+    other_model = record_at(tmp_path / "b", rewind_prob=0.5)
     other_data = run_data(tmp_path / "c")
     x = tmp_path / "x"
     assert restore_archived_run(archive, "value_wvm_s0", other_model, data, again, x, False) is None
