@@ -17,12 +17,13 @@ progress. The table's "RECAP target" row scores that target itself on the held-o
 in WVM's Suboptimal-Value-Bench, the question is whether a model trained on ordinary data (demonstrations with
 pauses, drops and stalls) reads a retry it has not been trained on as lost progress.
 
-Every trained run is also kept in ``results/value_runs`` (``--archive``): its training record, timings and
-held-out evaluation, a few tens of kB, committed with the section. With ``--reuse`` a later run on a new machine
-records the same episodes again, takes the pretrained backbone from the archive and each run the archive holds
-instead of training it, provided it was made from the same configs on the same backbone and the same training
-episodes, and evaluated on the same held-out episodes with the same event thresholds. So a study longer than one session (five seeds of WVM take 3-5 h
-on 2 cores) can be run a few seeds at a time.
+Every trained run is also kept in ``results/value_runs`` (``--archive``, ``results_archive.py``): its training
+record, timings and held-out evaluation (a few tens of kB), committed with the section, and the pretrained backbone
+(8 MB, since pretraining again on another machine gives another one). With ``--reuse`` a later run on a new machine
+records the same episodes again, takes the backbone from the archive and each run the archive holds instead of
+training it, provided it was made from the same configs on the same backbone and training episodes and evaluated
+on the same held-out episodes with the same event thresholds. So a study longer than one session (five seeds of
+WVM take 3-5 h on 2 cores) can be run a few seeds at a time.
 """
 
 from __future__ import annotations
