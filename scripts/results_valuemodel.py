@@ -102,16 +102,24 @@ def target_reference(store: ReplayStore, kinds: dict[str, tuple[str, ...]], out:
 TRAINED_FILE = "trained.json"
 
 
+def model_fields(config_file: str) -> dict:
+    """The fields a model's file in configs/valuemodel sets."""
+    return yaml.safe_load((REPO / "configs/valuemodel" / config_file).read_text())
+
+
 def training_record(
     learner_config: ValueLearnerConfig, model_config: ValueModelConfig, backbone: dict | None
 ) -> dict:
-    """What a trained checkpoint was made from: both configs and the pretrained backbone's report.
+    """What a trained checkpoint was made from: both configs (the model's as far as its kind reads it) and the
+    pretrained backbone's report.
 
     ``--reuse`` keeps a checkpoint only when this matches exactly; the checkpoint folder itself does not record the
     learner's seed, step count or learning rate, and a backbone pretrained again (same folder) makes a new model.
     """
     return json.loads(
-        json.dumps({"learner": asdict(learner_config), "model": asdict(model_config), "backbone": backbone})
+        json.dumps(
+            {"learner": asdict(learner_config), "model": model_config.kind_fields(), "backbone": backbone}
+        )
     )
 
 
@@ -340,6 +348,11 @@ def main() -> int:
         "--wvm-frame-stride", type=int, default=ValueLearnerConfig.wvm_frame_stride,
         help="control steps between WVM's window frames (5 = 2 fps at the simulator's 10 Hz)",
     )  # fmt: skip
+    parser.add_argument(
+        "--wvm-overrides", type=json.loads, default={},
+        help=f"JSON of ValueModelConfig fields over configs/valuemodel/{MODELS['WVM']} for the WVM rows, for "
+        'ablations, e.g. \'{"prefix_frames": 0}\'',
+    )  # fmt: skip
     parser.add_argument("--train-retry", type=float, default=0.0, help="retry knob of the training episodes")
     parser.add_argument("--eval-retry", type=float, default=0.3, help="retry knob of the held-out episodes")
     parser.add_argument(
@@ -388,6 +401,10 @@ def main() -> int:
             f"--eval-first-seed {args.eval_first_seed} would repeat training episodes (seeds 0-"
             f"{args.train_episodes - 1}); pass a seed of at least {args.train_episodes}"
         )
+    try:
+        ValueModelConfig.from_dict({**model_fields(MODELS["WVM"]), **args.wvm_overrides})
+    except (TypeError, ValueError) as error:
+        parser.error(f"--wvm-overrides {json.dumps(args.wvm_overrides)}: {error}")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
@@ -478,8 +495,10 @@ def main() -> int:
     summaries, timings, plots, per_seed, episode_rows = {}, {}, [], {}, {}
     kept_runs: dict[str, list[str]] = {}  # row name -> kept seeds, "*" marking those evaluated again
     for name, config_file, backbone_dir in runs:
-        fields = yaml.safe_load((REPO / "configs/valuemodel" / config_file).read_text())
-        model_config = ValueModelConfig(**{**fields, "pretrained_dir": backbone_dir})
+        overrides = args.wvm_overrides if config_file == MODELS["WVM"] else {}
+        model_config = ValueModelConfig(
+            **{**model_fields(config_file), **overrides, "pretrained_dir": backbone_dir}
+        )
         random_init = model_config.kind != "static" and not backbone_dir
         if random_init:
             # A random-init backbone gets the pretrained one's architecture (a pretrained folder brings its own).
@@ -523,6 +542,7 @@ def main() -> int:
         + (" --ablate-pretraining" if args.ablate_pretraining else "")
         + (f" --wvm-frame-stride {args.wvm_frame_stride}"
            if args.wvm_frame_stride != ValueLearnerConfig.wvm_frame_stride else "")
+        + (f" --wvm-overrides '{json.dumps(args.wvm_overrides)}'" if args.wvm_overrides else "")
         + (f" --models '{args.models}'" if models != list(MODELS) else "")
         + (f" --seeds {args.seeds}" if seeds != [0] else "")
         + (" --reuse" if args.reuse else "")
@@ -531,7 +551,8 @@ def main() -> int:
         + f" --threads {args.threads}`"
     )  # fmt: skip
     control_hz = SimBoxConfig().control_hz
-    viva_horizon = yaml.safe_load((REPO / "configs/valuemodel" / MODELS["ViVa"]).read_text())["horizon"]
+    viva_horizon = model_fields(MODELS["ViVa"])["horizon"]
+    wvm_overrides = f", with {args.wvm_overrides} over its config" if args.wvm_overrides else ""
     lines = [
         f"Tiny models (64x64 images, CPU) trained by `learners.value_learner` on {train_count} simulated "
         f"scripted-expert episodes (hesitation 0.3 per stage, drop 0.1 and stall 0.03 per episode, retry "
@@ -539,7 +560,7 @@ def main() -> int:
         f"the same knobs plus retry {args.eval_retry:g} per placement and flap fold ({counts}; {events['milestones']} stage "
         f"completions, {events['errors']} ground-truth falls of progress). Every model: {args.steps} steps of batch "
         f"32 (ViVa/WVM peak lr {args.lr:g}, static {args.static_lr:g}; ViVa's future state {viva_horizon} steps ahead, WVM windows of frames "
-        f"{args.wvm_frame_stride} control steps apart, {control_hz / args.wvm_frame_stride:g} fps at {control_hz:g} Hz); rows are means over training seeds "
+        f"{args.wvm_frame_stride} control steps apart, {control_hz / args.wvm_frame_stride:g} fps at {control_hz:g} Hz{wvm_overrides}); rows are means over training seeds "
         f"{seeds}. {command}, "
         f"{(time.monotonic() - started) / 60:.1f} min in all on 2 CPU cores"
         + (

@@ -21,6 +21,22 @@ DTYPES = ("float32", "bfloat16", "float16")
 # 384x320 gives 24x20 latents, the layout the ViVa paper uses.
 DEFAULT_IMAGE_SIZE = {"tiny": (64, 64), "mid": (128, 128), "wan2.2-ti2v-5b": (384, 320)}
 
+# Fields only some kinds read; every kind reads the rest. A model is what its kind reads (``kind_fields``), so a
+# static baseline trained while WVM's rewinding had another default is the same static baseline.
+WAN_FIELDS = (
+    "pretrained_dir", "random_weights", "text_encoder", "text_len", "shift", "num_train_timesteps",
+    "num_inference_steps", "inference_seed", "value_weight", "dtype", "transformer_overrides",
+)  # fmt: skip
+WVM_FIELDS = (
+    "chunk", "prefix_frames", "video_loss_weight", "prefix_noise_prob", "rewind_prob", "value_stream_dim",
+    "value_stream_heads",
+)  # fmt: skip
+KIND_FIELDS = {
+    "viva": (*WAN_FIELDS, "future_state_weight"),
+    "wvm": (*WAN_FIELDS, *WVM_FIELDS),
+    "static": ("static_channels", "static_hidden"),
+}
+
 
 @dataclass
 class ValueModelConfig:
@@ -150,6 +166,12 @@ class ValueModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def kind_fields(self) -> dict[str, Any]:
+        """The fields this config's kind reads (``to_dict`` without the other kinds' fields)."""
+        other_kinds = {name for kind, names in KIND_FIELDS.items() if kind != self.kind for name in names}
+        unread = other_kinds.difference(KIND_FIELDS[self.kind])
+        return {name: value for name, value in asdict(self).items() if name not in unread}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValueModelConfig:

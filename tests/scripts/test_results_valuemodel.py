@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 import results_valuemodel  # noqa: E402
@@ -49,6 +51,18 @@ def test_a_saved_training_record_matches_only_the_same_training(tmp_path):
     assert kept != training_record(replace(learner, seed=2), model, backbone)
     assert kept != training_record(learner, replace(model, rewind_prob=0.5), backbone)
     assert kept != training_record(learner, model, {**backbone, "seconds": 1200.0})
+    # A static baseline is the same model whatever the fields only ViVa and WVM read.
+    static = ValueModelConfig.preset("tiny", "static")
+    assert training_record(learner, static, None) == training_record(
+        learner, replace(static, rewind_prob=0.9), None
+    )
+
+
+def test_wvm_overrides_must_name_config_fields(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["results_valuemodel.py", "--wvm-overrides", '{"prefix_frame": 0}'])
+    with pytest.raises(SystemExit):
+        results_valuemodel.main()
+    assert "unknown ValueModelConfig fields ['prefix_frame']" in capsys.readouterr().err
 
 
 def test_a_kept_checkpoint_keeps_its_evaluation_only_of_the_same_held_out_store(tmp_path, monkeypatch):

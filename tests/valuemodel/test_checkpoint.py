@@ -1,4 +1,5 @@
 import json
+from dataclasses import fields
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from valuemodel.checkpoint import (
     load_norm_stats,
     save_checkpoint,
 )
-from valuemodel.config import ValueModelConfig
+from valuemodel.config import KIND_FIELDS, ValueModelConfig
 from valuemodel.interface import ValueBatch
 from valuemodel.static import StaticValueModel
 from valuemodel.viva import ViVaModel
@@ -70,3 +71,23 @@ def test_config_json_round_trip(tmp_path):
         ValueModelConfig.from_dict({**data, "bogus": 1})
     with pytest.raises(ValueError, match="pretrained_dir"):
         ValueModelConfig.preset("wan2.2-ti2v-5b")
+
+
+def test_kind_fields_are_what_the_kind_reads():
+    names = {f.name for f in fields(ValueModelConfig)}
+    assert all(set(kind_names) <= names for kind_names in KIND_FIELDS.values())
+    static = ValueModelConfig.preset("tiny", "static")
+    assert (
+        static.kind_fields()
+        == ValueModelConfig.preset("tiny", "static", rewind_prob=0.9, shift=2.0).kind_fields()
+    )
+    assert static.kind_fields() != ValueModelConfig.preset("tiny", "static", static_hidden=8).kind_fields()
+    wvm = ValueModelConfig.preset("tiny", "wvm")
+    assert wvm.kind_fields() == ValueModelConfig.preset("tiny", "wvm", future_state_weight=0.1).kind_fields()
+    assert wvm.kind_fields() != ValueModelConfig.preset("tiny", "wvm", rewind_prob=0.9).kind_fields()
+    assert wvm.kind_fields() != ValueModelConfig.preset("tiny", "wvm", shift=2.0).kind_fields()
+    viva = ValueModelConfig.preset("tiny", "viva")
+    assert (
+        viva.kind_fields() != ValueModelConfig.preset("tiny", "viva", future_state_weight=0.1).kind_fields()
+    )
+    assert {"cameras", "state_dim", "horizon"} <= set(static.kind_fields()) & set(wvm.kind_fields())

@@ -118,3 +118,18 @@ def test_a_window_gets_the_same_values_at_any_batch_position(wvm):
         )
         assert torch.allclose(wvm.predict(alone).value_chunk, together[k : k + 1], atol=1e-5)
     wvm.train()
+
+
+def test_prefix_free_windows():
+    # prefix_frames=0 (an ablation of the prefix chain): windows are h current + h future frames, no value condition.
+    torch.manual_seed(0)
+    model = WorldValueModel(ValueModelConfig.preset("tiny", "wvm", prefix_frames=0))
+    assert model.config.window_frames == 8
+    losses = model.loss(window_batch(model, seed=1), generator=torch.Generator().manual_seed(0))
+    assert losses["loss"].isfinite() and losses["loss_value"] > 0
+    model.eval()
+    batch = window_batch(model, frames=4, seed=1)
+    pred = model.predict(batch)
+    batch.value_window = batch.value_window + 5.0  # no prefix, so the given values cannot matter
+    torch.testing.assert_close(model.predict(batch).value_chunk, pred.value_chunk)
+    assert pred.value_chunk.shape == (2, 4)
