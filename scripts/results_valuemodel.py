@@ -551,6 +551,7 @@ def main() -> int:
         + f" --threads {args.threads}`"
     )  # fmt: skip
     control_hz = SimBoxConfig().control_hz
+    evaluated_again = any(seed.endswith("*") for kept in kept_runs.values() for seed in kept)
     viva_horizon = model_fields(MODELS["ViVa"])["horizon"]
     wvm_overrides = f", with {args.wvm_overrides} over its config" if args.wvm_overrides else ""
     lines = [
@@ -567,7 +568,8 @@ def main() -> int:
             f" (kept from earlier runs with the same flags, in the work folder or `{os.path.relpath(args.archive, REPO)}`, "
             "with their evaluations, so not in that time: "
             + "; ".join(f"{name} seeds {', '.join(seeds_kept)}" for name, seeds_kept in kept_runs.items())
-            + " (* evaluated again); their train s and eval s are the earlier runs')"
+            + (" (* evaluated again)" if evaluated_again else "")
+            + "; their train s and eval s are the earlier runs')"
             if kept_runs
             else ""
         )
