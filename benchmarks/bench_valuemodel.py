@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from valuemodel.config import ValueModelConfig
 from valuemodel.factory import build_value_model
 from valuemodel.interface import ValueBatch
+from valuemodel.synthetic import synthetic_config
 
 SIZES = {"tiny": "tiny", "mid": "mid", "5b": "wan2.2-ti2v-5b"}
 PAPER_SECONDS_PER_FRAME = 0.18  # ViVa's reported inference time per frame on its Wan2.2-5B model
@@ -127,7 +127,7 @@ def main() -> None:
         overrides["cameras"] = [f"camera{i}" for i in range(args.cameras or 3)]
     if args.text_len or paper_layout:
         overrides["text_len"] = args.text_len or 512
-    config = ValueModelConfig.preset(
+    config = synthetic_config(
         size, args.kind, dtype=DTYPES[args.dtype], random_weights=paper_layout, **overrides
     )
     start = time.perf_counter()

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from learners.value_data import LatentCache, ValueDataStats, episode_predictor
-from learners.value_learner import resolve_device
+from learners.value_learner import resolve_device, robot_mismatches
 from replay import Outcome, ReplayStore
 from valuemodel.checkpoint import load_checkpoint, load_norm_stats, resolve_checkpoint
+from valuemodel.config import ValueModelConfig
 from valuemodel.evaluate import EPISODE_KINDS, EpisodeCurve, EventSettings, evaluate_curves
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,22 @@ def episode_curves(
     return curves
 
 
+def check_checkpoint_fits_store(
+    folder: Path, model_config: ValueModelConfig, stats: ValueDataStats, store: ReplayStore,
+    episode_ids: Sequence[str],
+) -> None:  # fmt: skip
+    """Refuse, before predicting anything, a store whose robot or tasks the checkpoint was not trained for."""
+    problems = robot_mismatches(model_config, store)
+    tasks = sorted({store.record(e).meta.task for e in episode_ids} - set(stats.task_names))
+    if tasks:
+        problems.append(f"its episodes' tasks {tasks} are not among the model's {stats.task_names}")
+    if problems:
+        raise ValueError(
+            f"checkpoint {folder} cannot be evaluated on {store.location.url}: {'; '.join(problems)}. Evaluate it "
+            "on a store recorded by the robot and tasks it was trained on, or train a value model on this store"
+        )
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path | None,
     store: ReplayStore,
@@ -116,6 +133,7 @@ def evaluate_checkpoint(
         default_name = f"{folder.parent.name}/{folder.name}"
         model = load_checkpoint(folder, device=resolve_device(device)).eval()
         stats = ValueDataStats.from_dict(load_norm_stats(folder))
+        check_checkpoint_fits_store(folder, model.config, stats, store, episode_ids)
         cache = None if model.config.kind == "static" else LatentCache(max_frames=500_000)
         values_of = episode_predictor(store, model, stats, batch_size=batch_size, cache=cache)
     curves = episode_curves(store, values_of, episode_ids, tags)

@@ -31,6 +31,7 @@ from replay import CameraSchema, EpisodeRecord, FrameKey, Outcome, ReplayStore, 
 from replay.dataset import FrameWindowDataset
 from valuemodel.config import ValueModelConfig
 from valuemodel.interface import ValueBatch
+from valuemodel.synthetic import SYNTHETIC_CAMERAS, SYNTHETIC_STATE_DIM, make_episode
 from valuemodel.targets import episode_value_targets
 
 # A state dimension that never moved still maps to 0 rather than dividing by zero.
@@ -477,7 +478,7 @@ def episode_predictor(
 
 
 def synthetic_store_schema(
-    cameras: Sequence[str] = ("front", "wrist"), image_size: int = 64, state_dim: int = 6
+    cameras: Sequence[str] = SYNTHETIC_CAMERAS, image_size: int = 64, state_dim: int = SYNTHETIC_STATE_DIM
 ) -> StoreSchema:
     """The store layout of ``valuemodel.synthetic`` episodes (tests and benchmarks without the simulator)."""
     return StoreSchema(
@@ -522,8 +523,6 @@ def write_synthetic_store(
     length_range: tuple[int, int] = (30, 40),
 ) -> tuple[ReplayStore, dict[str, str]]:
     """A new store of ``valuemodel.synthetic`` episodes of the given kinds; returns it and episode id -> kind."""
-    from valuemodel.synthetic import make_episode
-
     rng = np.random.default_rng(seed)
     store = ReplayStore.create(url, synthetic_store_schema(image_size=image_size))
     kind_of = {}

@@ -182,22 +182,32 @@ class LossModule(torch.nn.Module):
         return self.model.loss(batch, **kwargs)
 
 
-def check_model_fits_store(model_config: ValueModelConfig, store: ReplayStore) -> None:
-    """The model must read cameras the store has and a state as wide as the store's; the store's schema is the
-    robot's spec. Caught here, before any training: a static model would fail on a shape deep in its first step,
-    and ViVa, which pads the state to fill a latent frame, would not fail at all."""
-    schema = store.schema
+def robot_mismatches(model_config: ValueModelConfig, store: ReplayStore) -> list[str]:
+    """How the model's inputs differ from what the robot recorded in ``store`` (its schema is the robot's spec).
+    A static model would fail on a shape deep in its first step, and ViVa, which pads the state to fill a latent
+    frame, would not fail at all, so callers check this first."""
+    schema, problems = store.schema, []
     missing = [c for c in model_config.cameras if c not in schema.camera_names]
     if missing:
-        raise ValueError(
-            f"valuemodel.cameras lists {missing}, which the robot recorded in {store.location.url} does not have "
-            f"(its cameras: {list(schema.camera_names)}): set valuemodel.cameras to some of those"
+        problems.append(
+            f"it reads cameras {missing}, which the robot recorded in {store.location.url} does not have (its "
+            f"cameras: {list(schema.camera_names)})"
         )
     if model_config.state_dim != schema.state_dim:
+        problems.append(
+            f"its state_dim is {model_config.state_dim}, but the robot recorded in {store.location.url} has "
+            f"{schema.state_dim} state values ({', '.join(schema.state_names)})"
+        )
+    return problems
+
+
+def check_model_fits_store(model_config: ValueModelConfig, store: ReplayStore) -> None:
+    """Refuse, before any training, a value model the store's robot cannot feed."""
+    problems = robot_mismatches(model_config, store)
+    if problems:
         raise ValueError(
-            f"valuemodel.state_dim is {model_config.state_dim}, but the robot recorded in {store.location.url} has "
-            f"{schema.state_dim} state values ({', '.join(schema.state_names)}): set "
-            f"valuemodel.state_dim={schema.state_dim}"
+            f"valuemodel does not fit the robot: {'; '.join(problems)}. Set valuemodel.cameras to some of the "
+            "robot's cameras and valuemodel.state_dim to its width, or leave them to the robot ([] and 0)"
         )
 
 
@@ -221,12 +231,16 @@ class ValueLearner:
         """``rank``/``wrap_loss`` are set by the Ray Train loop (learners.value_actor): every rank trains on its
         own sample stream through the wrapped (DDP/FSDP) loss; only rank 0 writes checkpoints and versions."""
         self.config = config
-        self.model_config = model_config
         self.model_factory = model_factory
         self.rank = rank
         self.wrap_loss = wrap_loss
         self.store = ReplayStore.open(config.store_url)
+        # The store's schema is the robot's spec: it fills in what the model config leaves to the robot.
+        model_config = model_config.with_robot_spec(
+            self.store.schema.camera_names, self.store.schema.state_dim
+        )
         check_model_fits_store(model_config, self.store)
+        self.model_config = model_config
         self.device = resolve_device(config.device)
         self.root = Path(config.checkpoint_root)
         self.state_path = self.root / "train_state" / STATE_FILE

@@ -5,7 +5,7 @@ Layout under a checkpoint root (one per training run)::
     <root>/v000003/config.json        ValueModelConfig (rebuilds the architecture)
     <root>/v000003/model.safetensors  every parameter and persistent buffer
     <root>/v000003/norm_stats.json    how states were normalised to [-1, 1] (needed before predict)
-    <root>/v000003/meta.json          version, kind, wall time
+    <root>/v000003/meta.json          version, kind, size, wall time, and the layout's format
     <root>/v000003/backbone/          ViVa/WVM: the Wan transformer's and VAE's diffusers configs, so the version
                                       loads without the pretrained_dir it was trained from (which may have moved)
 
@@ -32,8 +32,12 @@ from valuemodel.factory import model_class
 NORM_STATS_FILE = "norm_stats.json"
 META_FILE = "meta.json"
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, NORM_STATS_FILE, META_FILE)
+# The layout above. 1 (or none in meta.json): before backbone/ was kept; such versions still load from their
+# pretrained_dir. A version written by a later layout is refused rather than half-read.
+CHECKPOINT_FORMAT = 2
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
     "CheckpointError",
     "checkpoint_version",
     "list_versions",
@@ -75,6 +79,7 @@ def save_checkpoint(
             "kind": model.config.kind,
             "size": model.config.size,
             "saved_at": time.time(),
+            "format": CHECKPOINT_FORMAT,
         }
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
@@ -89,6 +94,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> ValueModelBase:
     """The model of a version folder, or of the newest version under a root."""
     folder = resolve_checkpoint(path)
+    written_as = json.loads((folder / META_FILE).read_text()).get("format", 1)
+    if written_as > CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"value checkpoint {folder} has format {written_as}, newer than this vivarl reads "
+            f"({CHECKPOINT_FORMAT}): update vivarl on this machine to the version that wrote it"
+        )
     config = ValueModelConfig.load_json(folder / CONFIG_FILE)
     return model_class(config.kind).load(folder, device=device)
 

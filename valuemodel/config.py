@@ -8,7 +8,8 @@ rebuilt without the training run's config tree.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,12 @@ class ValueModelConfig:
     ``mid``: optional ``transformer/`` and ``vae/`` of that size (``vivarl-pretrain-backbone``); empty: random init."""
     random_weights: bool = False
     """Build the ``wan2.2-ti2v-5b`` architecture with random weights and no folder (benchmarks only)."""
-    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
-    """Camera names in the order their latent frames are laid out (from the robot spec)."""
-    state_dim: int = 6
-    """Proprioception width; states must be normalised to [-1, 1] by the caller (see checkpoint norm stats)."""
+    cameras: list[str] = field(default_factory=list)
+    """Camera names in the order their latent frames are laid out. Empty: every camera the robot records, in its
+    spec's order; the value learner fills them in from its store (``with_robot_spec``). Name some to use fewer."""
+    state_dim: int = 0
+    """Proprioception width; 0: the robot's, filled in like ``cameras``. States must be normalised to [-1, 1] by
+    the caller (see checkpoint norm stats)."""
     image_height: int = 64
     """Height every camera image is resized/padded to before the VAE (aspect ratio kept, black padding)."""
     image_width: int = 64
@@ -121,12 +124,12 @@ class ValueModelConfig:
             raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
-            raise ValueError(f"cameras must be a non-empty list of unique names, got {self.cameras}")
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras must be unique names, got {self.cameras}")
         if not self.tasks:
             raise ValueError("tasks must name at least one task instruction")
-        if self.state_dim < 1:
-            raise ValueError(f"state_dim must be positive, got {self.state_dim}")
+        if self.state_dim < 0:
+            raise ValueError(f"state_dim must be positive (or 0: the robot's), got {self.state_dim}")
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
         if self.shift <= 0:
@@ -158,6 +161,17 @@ class ValueModelConfig:
         values: dict[str, Any] = {"size": size, "kind": kind, "image_height": height, "image_width": width}
         values.update(overrides)
         return cls(**values)
+
+    def with_robot_spec(self, camera_names: Sequence[str], state_dim: int) -> ValueModelConfig:
+        """This config with what it leaves to the robot (no ``cameras``, ``state_dim`` 0) taken from the robot's
+        spec: its camera names in order and its state width."""
+        return replace(
+            self, cameras=self.cameras or list(camera_names), state_dim=self.state_dim or state_dim
+        )
+
+    def left_to_robot(self) -> list[str]:
+        """The fields still waiting for ``with_robot_spec``; a model cannot be built until there are none."""
+        return [name for name in ("cameras", "state_dim") if not getattr(self, name)]
 
     @property
     def window_frames(self) -> int:

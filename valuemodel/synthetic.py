@@ -10,15 +10,26 @@ model of any robot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from valuemodel.config import ValueModelConfig
 from valuemodel.interface import ValueBatch
 from valuemodel.targets import episode_value_targets
 
 EPISODE_KINDS = ("expert", "hesitation", "retry", "failure")
 NUM_STAGES = 3
+# The stand-in robot's spec: its camera names and state width.
+SYNTHETIC_CAMERAS = ("front", "wrist")
+SYNTHETIC_STATE_DIM = 6
+
+
+def synthetic_config(size: str = "tiny", kind: str = "viva", **overrides: Any) -> ValueModelConfig:
+    """``ValueModelConfig.preset`` with what it leaves to the robot taken from the synthetic robot's spec."""
+    config = ValueModelConfig.preset(size, kind, **overrides)
+    return config.with_robot_spec(SYNTHETIC_CAMERAS, SYNTHETIC_STATE_DIM)
 
 
 @dataclass
@@ -91,9 +102,9 @@ def render(progress: float, camera_index: int, size: int, rng: np.random.Generat
 def make_episode(
     rng: np.random.Generator,
     kind: str = "expert",
-    cameras: tuple[str, ...] = ("front", "wrist"),
+    cameras: tuple[str, ...] = SYNTHETIC_CAMERAS,
     image_size: int = 64,
-    state_dim: int = 6,
+    state_dim: int = SYNTHETIC_STATE_DIM,
     length_range: tuple[int, int] = (40, 60),
     task_id: int = 0,
 ) -> SyntheticEpisode:

@@ -15,8 +15,8 @@ from learners.backbone_pretrain import (
 )
 from learners.value_data import write_synthetic_store
 from replay import ReplayStore
-from valuemodel.config import ValueModelConfig
 from valuemodel.interface import ValueBatch
+from valuemodel.synthetic import synthetic_config
 from valuemodel.viva import ViVaModel
 
 
@@ -55,7 +55,7 @@ def test_tiny_value_model_loads_the_pretrained_folder(pretrained):
     from diffusers import AutoencoderKLWan
 
     root, _, _ = pretrained
-    config = ValueModelConfig.preset(
+    config = synthetic_config(
         "tiny", "viva", pretrained_dir=str(root / "wan"), image_height=32, image_width=32
     )
     model = ViVaModel(config)

@@ -19,7 +19,7 @@ from learners.value_data import (
 )
 from replay import FrameIndex
 from replay.dataset import FrameWindowDataset
-from valuemodel.config import ValueModelConfig
+from valuemodel.synthetic import synthetic_config
 from valuemodel.targets import episode_value_targets
 
 
@@ -37,7 +37,7 @@ def stats_of(store, config):
 
 
 def test_batches_carry_normalised_state_and_recap_targets(store):
-    config = ValueModelConfig.preset("tiny", "viva", horizon=5, image_height=32, image_width=32)
+    config = synthetic_config("tiny", "viva", horizon=5, image_height=32, image_width=32)
     stats = stats_of(store, config)
     lengths = [store.record(e).meta.length for e in store.episode_ids()]
     assert stats.max_episode_length == {"synthetic": max(lengths)}
@@ -70,7 +70,7 @@ def test_state_normalisation_maps_the_task_range_onto_minus_one_one():
 
 
 def test_wvm_windows_and_latent_cache(store):
-    config = ValueModelConfig.preset("tiny", "wvm", horizon=5, image_height=32, image_width=32, chunk=2)
+    config = synthetic_config("tiny", "wvm", horizon=5, image_height=32, image_width=32, chunk=2)
     stats = stats_of(store, config)
     offsets = window_offsets(config, 2)
     assert offsets.tolist() == [-4, -2, 0, 2, 4]
@@ -105,7 +105,7 @@ def test_wvm_episode_inference_feeds_earlier_predictions_as_prefix(store):
     from learners.value_data import frame_dataset, predict_episode_values
     from valuemodel.interface import ValuePrediction
 
-    config = ValueModelConfig.preset("tiny", "wvm", horizon=5, image_height=32, image_width=32, chunk=2)
+    config = synthetic_config("tiny", "wvm", horizon=5, image_height=32, image_width=32, chunk=2)
     stride = 2
     stats = stats_of(store, config)
 

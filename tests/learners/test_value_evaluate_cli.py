@@ -63,6 +63,41 @@ def test_eval_cli_reads_a_stored_value_column(tmp_path):
         main(["--store", str(tmp_path / "store"), "--out", str(tmp_path / "eval2")])
 
 
+def test_a_checkpoint_is_refused_on_a_store_it_cannot_read(tmp_path):
+    write_synthetic_store(str(tmp_path / "store"), ["expert", "failure"])
+    config = ValueLearnerConfig(
+        store_url=str(tmp_path / "store"), checkpoint_root=str(tmp_path / "ckpt"), steps=2, batch_size=8,
+        task_names=["synthetic"], log_every=0, device="cpu",
+    )  # fmt: skip
+    # Cameras and state width left to the robot are taken from the store the learner trains on.
+    open_config = ValueModelConfig.preset("tiny", "static", image_height=32, image_width=32)
+    assert open_config.left_to_robot() == ["cameras", "state_dim"]
+    ValueLearner(config, open_config).refit(0)
+    saved = json.loads((tmp_path / "ckpt" / "v000001" / "config.json").read_text())
+    assert (saved["cameras"], saved["state_dim"]) == (["front", "wrist"], 6)
+
+    other_robot = ReplayStore.create(
+        str(tmp_path / "other"), synthetic_store_schema(cameras=("front", "top"), image_size=32, state_dim=4)
+    )
+    write_synthetic_episode(
+        other_robot, make_episode(np.random.default_rng(0), cameras=("front", "top"), image_size=32, state_dim=4),
+        task="stack cups",
+    )  # fmt: skip
+    args = [
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--store",
+        str(tmp_path / "other"),
+        "--out",
+        str(tmp_path / "e"),
+    ]
+    with pytest.raises(
+        ValueError, match=r"cameras \['wrist'\].*state_dim is 6.* 4 state values.*tasks \['stack cups'\]"
+    ):
+        main(args)
+    assert not (tmp_path / "e").exists(), "refused before anything is written"
+
+
 def test_recorded_tags_give_the_kinds_where_no_tags_file_does(tmp_path):
     # The actors record the simulated expert's event kinds with each episode; pauses cannot be inferred from
     # ground truth, so without these tags an evaluation of the loop's store would have no Hes-RMSE.

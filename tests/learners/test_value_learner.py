@@ -190,8 +190,10 @@ def test_continual_mode_sees_episodes_committed_after_it_started(store, tmp_path
 
 def test_a_model_that_does_not_fit_the_robot_is_refused_before_training(store, tmp_path):
     config = learner_config(store, tmp_path / "ckpt")
-    with pytest.raises(ValueError, match=r"valuemodel.cameras lists \['top'\].*set valuemodel.cameras"):
+    with pytest.raises(ValueError, match=r"cameras \['top'\], which the robot .* Set valuemodel.cameras"):
         ValueLearner(config, replace(model_config(), cameras=["front", "top"]))
-    with pytest.raises(ValueError, match=r"valuemodel.state_dim is 9.* 6 state values .*state_dim=6"):
+    with pytest.raises(
+        ValueError, match=r"state_dim is 9.* 6 state values .*valuemodel.state_dim to its width"
+    ):
         ValueLearner(config, replace(model_config(), state_dim=9))
     assert not (tmp_path / "ckpt").exists()

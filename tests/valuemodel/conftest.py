@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from valuemodel.config import ValueModelConfig
+from valuemodel.synthetic import synthetic_config
 
 torch.set_num_threads(1)
 
@@ -15,4 +15,4 @@ def tiny_viva():
     from valuemodel.viva import ViVaModel
 
     torch.manual_seed(0)
-    return ViVaModel(ValueModelConfig.preset("tiny", "viva"))
+    return ViVaModel(synthetic_config("tiny", "viva"))

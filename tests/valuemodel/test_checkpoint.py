@@ -6,6 +6,7 @@ import torch
 from latent_helpers import random_latents
 
 from valuemodel.checkpoint import (
+    CHECKPOINT_FORMAT,
     CheckpointError,
     checkpoint_version,
     list_versions,
@@ -16,6 +17,7 @@ from valuemodel.checkpoint import (
 from valuemodel.config import KIND_FIELDS, ValueModelConfig
 from valuemodel.interface import ValueBatch
 from valuemodel.static import StaticValueModel
+from valuemodel.synthetic import synthetic_config
 from valuemodel.viva import ViVaModel
 
 NORM = {"state_low": torch.tensor([-1.0, 0.0]), "state_high": [1.0, 2.0], "note": "min-max"}
@@ -40,7 +42,7 @@ def test_viva_round_trip(tiny_viva, tmp_path):
 
 def test_latest_version_and_errors(tmp_path):
     torch.manual_seed(0)
-    model = StaticValueModel(ValueModelConfig.preset("tiny", "static", static_channels=4, static_hidden=16))
+    model = StaticValueModel(synthetic_config("tiny", "static", static_channels=4, static_hidden=16))
     root = tmp_path / "run"
     save_checkpoint(model, root, 1, {})
     with torch.no_grad():
@@ -60,6 +62,15 @@ def test_latest_version_and_errors(tmp_path):
     (root / "v000001" / "norm_stats.json").unlink()
     with pytest.raises(CheckpointError, match="norm_stats.json"):
         load_checkpoint(root / "v000001")
+    # A version from a later layout is refused by name; one from before formats were written loads.
+    meta_path = root / "v000002" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["format"] == CHECKPOINT_FORMAT
+    meta_path.write_text(json.dumps({**meta, "format": CHECKPOINT_FORMAT + 1}))
+    with pytest.raises(CheckpointError, match=r"format 3, newer than this vivarl reads \(2\): update vivarl"):
+        load_checkpoint(root)
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "format"}))
+    assert torch.equal(load_checkpoint(root).head[-1].bias, model.head[-1].bias)
 
 
 def test_config_json_round_trip(tmp_path):

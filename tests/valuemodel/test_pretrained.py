@@ -1,5 +1,6 @@
 """The wan2.2-ti2v-5b code path, exercised on a tiny model saved in the real diffusers folder layout."""
 
+import json
 import shutil
 
 import pytest
@@ -20,17 +21,26 @@ from valuemodel.backbone import (
 from valuemodel.config import ValueModelConfig
 from valuemodel.factory import build_value_model
 from valuemodel.interface import ValueBatch
+from valuemodel.synthetic import synthetic_config
 from valuemodel.viva import ViVaModel
 
 TASKS = ["put the item in the box", "close the lid"]
+# The 5B VAE's downsampling and patchify with narrow layers.
+NARROW_VAE = dict(base_dim=16, decoder_base_dim=16, num_res_blocks=1)
+# The pipeline index of the real folder: which library and class each subfolder holds.
+MODEL_INDEX = {
+    "_class_name": "WanPipeline",
+    "transformer": ["diffusers", "WanTransformer3DModel"],
+    "vae": ["diffusers", "AutoencoderKLWan"],
+    "text_encoder": ["transformers", "UMT5EncoderModel"],
+    "tokenizer": ["transformers", "T5TokenizerFast"],
+}
 
 
 def write_tiny_text_encoder(root):
     """A UMT5 encoder and a T5 tokenizer of the real folder's kind: a SentencePiece-style unigram model (whole
     words as "▁word" pieces, single characters as the fallback), an appended </s>, tokenizer_config naming
     T5Tokenizer. It loads through tokenizer.json, as the real one does where sentencepiece is not installed."""
-    import json
-
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
 
@@ -57,17 +67,23 @@ def tiny_wan_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("Wan2.2-TI2V-5B-Diffusers")
-    z_dim = TINY_VAE["z_dim"]
+    # The 5B's VAE (Wan2.2's residual, patchified one) with narrow layers, and latent statistics that are not the
+    # identity, so that loading must read them from the folder.
+    z_dim = WAN22_5B_VAE["z_dim"]
+    statistics = dict(latents_mean=torch.linspace(-0.5, 0.5, z_dim).tolist(), latents_std=[2.0] * z_dim)
+    vae = AutoencoderKLWan(**{**WAN22_5B_VAE, **NARROW_VAE, **statistics})
     transformer = WanTransformer3DModel(**{**TINY_TRANSFORMER, "in_channels": z_dim, "out_channels": z_dim})
-    vae = AutoencoderKLWan(**TINY_VAE)
-    transformer.save_pretrained(root / "transformer")
+    # Sharded with an index file, as the real transformer is.
+    transformer.save_pretrained(root / "transformer", max_shard_size="300KB")
+    assert len(list((root / "transformer").glob("*.safetensors"))) > 1
     vae.save_pretrained(root / "vae")
     write_tiny_text_encoder(root)
+    (root / "model_index.json").write_text(json.dumps(MODEL_INDEX))
     return root, transformer, vae
 
 
 def config_for(root):
-    return ValueModelConfig.preset(
+    return synthetic_config(
         "wan2.2-ti2v-5b",
         "viva",
         pretrained_dir=str(root),
@@ -91,8 +107,7 @@ def test_vae_spatial_factor_is_what_the_encoder_does(preset):
     from diffusers import AutoencoderKLWan
 
     # The 5B VAE's downsampling and patchify with narrow layers: the factor depends on those alone.
-    narrow = dict(base_dim=16, decoder_base_dim=16, num_res_blocks=1)
-    config = TINY_VAE if preset == "tiny" else {**WAN22_5B_VAE, **narrow}
+    config = TINY_VAE if preset == "tiny" else {**WAN22_5B_VAE, **NARROW_VAE}
     torch.manual_seed(0)
     frozen = FrozenVAE(AutoencoderKLWan(**config))
     factor = vae_spatial_factor(config)
@@ -122,6 +137,8 @@ def test_from_pretrained_round_trip(tiny_wan_dir, tmp_path):
     )
     for name, tensor in reference.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
+    assert loaded.vae.latents_std.flatten().tolist() == pytest.approx(vae.config.latents_std)
+    assert loaded.latent_shape == (WAN22_5B_VAE["z_dim"], 4, 4), "64x64 images, 16x fewer latent cells a side"
     batch = batch_for(loaded)
     expected = reference.predict(batch)
     got = loaded.predict(batch)

@@ -7,6 +7,7 @@ from latent_helpers import random_latents
 
 from valuemodel.config import ValueModelConfig
 from valuemodel.interface import ValueBatch, ValueModel
+from valuemodel.synthetic import synthetic_config
 from valuemodel.viva import ViVaModel
 
 
@@ -28,6 +29,9 @@ def test_protocol_and_shapes(tiny_viva):
     losses = tiny_viva.loss(batch)
     assert set(losses) == {"loss", "loss_future_state", "loss_value"}
     assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
+    # The paper's weights, 0.5 on the future state and 1.0 on the value, are the defaults.
+    expected = 0.5 * losses["loss_future_state"] + losses["loss_value"]
+    assert torch.allclose(losses["loss"].detach(), expected)
     pred = tiny_viva.predict(batch)
     assert pred.value.shape == (4,) and pred.future_state.shape == (4, 6)
 
@@ -36,7 +40,8 @@ def test_predict_is_deterministic_and_batched(tiny_viva):
     batch = make_batch(tiny_viva, batch=3)
     a, b = tiny_viva.predict(batch), tiny_viva.predict(batch)
     assert torch.equal(a.value, b.value)
-    assert tiny_viva.predict(batch, num_steps=3).value.shape == (3,)
+    three_steps = tiny_viva.predict(batch, num_steps=3).value
+    assert three_steps.shape == (3,) and not torch.equal(three_steps, a.value), "num_steps is used"
 
 
 def test_images_and_cached_latents_agree(tiny_viva):
@@ -90,7 +95,7 @@ def test_cameras_come_from_config():
 
 def test_short_training_decreases_the_loss():
     torch.manual_seed(0)
-    model = ViVaModel(ValueModelConfig.preset("tiny", "viva"))
+    model = ViVaModel(synthetic_config("tiny", "viva"))
     # The value is a simple function of the state, the future state a shifted copy; 8 fixed samples.
     batch = make_batch(model, batch=8, seed=1)
     batch.value_target = batch.state[:, 0].clone()
@@ -129,7 +134,7 @@ def test_a_sample_gets_the_same_value_at_any_batch_position(tiny_viva):
 def test_a_target_weighted_zero_is_reported_but_not_trained():
     # The ablation without the future-state loss: the frame stays a target (noised, decoded) and its error is
     # still logged, but no gradient reaches the transformer's output there.
-    config = ValueModelConfig.preset("tiny", "viva", cameras=["front", "wrist"], future_state_weight=0.0)
+    config = synthetic_config("tiny", "viva", future_state_weight=0.0)
     model = ViVaModel(config)
     outputs = []
     handle = model.transformer.register_forward_hook(lambda m, a, out: outputs.append(out[0]))

@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from valuemodel.config import ValueModelConfig
 from valuemodel.interface import ValueBatch
+from valuemodel.synthetic import synthetic_config
 from valuemodel.wvm import FLAT, KEEP, REVERSED, WorldValueModel, merge_value_chunks, rewind_windows
 
 
 @pytest.fixture(scope="module")
 def wvm():
     torch.manual_seed(0)
-    return WorldValueModel(ValueModelConfig.preset("tiny", "wvm"))
+    return WorldValueModel(synthetic_config("tiny", "wvm"))
 
 
 def window_batch(model, batch=2, frames=None, seed=0):
@@ -74,7 +74,7 @@ def test_merge_value_chunks():
 
 def test_short_training_decreases_the_loss():
     torch.manual_seed(0)
-    model = WorldValueModel(ValueModelConfig.preset("tiny", "wvm", rewind_prob=0.0, prefix_noise_prob=0.0))
+    model = WorldValueModel(synthetic_config("tiny", "wvm", rewind_prob=0.0, prefix_noise_prob=0.0))
     batch = window_batch(model, batch=4, seed=3)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     gen = torch.Generator().manual_seed(0)
@@ -123,7 +123,7 @@ def test_a_window_gets_the_same_values_at_any_batch_position(wvm):
 def test_prefix_free_windows():
     # prefix_frames=0 (an ablation of the prefix chain): windows are h current + h future frames, no value condition.
     torch.manual_seed(0)
-    model = WorldValueModel(ValueModelConfig.preset("tiny", "wvm", prefix_frames=0))
+    model = WorldValueModel(synthetic_config("tiny", "wvm", prefix_frames=0))
     assert model.config.window_frames == 8
     losses = model.loss(window_batch(model, seed=1), generator=torch.Generator().manual_seed(0))
     assert losses["loss"].isfinite() and losses["loss_value"] > 0
