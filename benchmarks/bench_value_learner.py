@@ -26,6 +26,7 @@ from learners.value_learner import LatentCache, ValueLearner, ValueLearnerConfig
 from replay import FrameIndex
 from valuemodel.config import ValueModelConfig
 from valuemodel.factory import build_value_model
+from valuemodel.synthetic import synthetic_config
 
 
 def baseline_samples_per_s(learner: ValueLearner, model_config: ValueModelConfig, steps: int) -> float:
@@ -64,7 +65,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         kinds = ["expert", "hesitation", "retry", "failure"] * (args.episodes // 4)
         write_synthetic_store(str(Path(tmp) / "store"), kinds, image_size=64, length_range=(40, 60))
-        model_config = ValueModelConfig.preset("tiny", args.kind, horizon=10, tasks=["synthetic task"])
+        model_config = synthetic_config("tiny", args.kind, horizon=10, tasks=["synthetic task"])
         config = ValueLearnerConfig(
             store_url=str(Path(tmp) / "store"), checkpoint_root=str(Path(tmp) / "ckpt"), steps=args.steps,
             batch_size=args.batch_size, task_names=["synthetic"], checkpoint_every=0, log_every=0, device="cpu",

@@ -111,7 +111,7 @@ def main() -> None:
         "--cameras",
         type=int,
         default=0,
-        help="number of cameras (0: 3 for 5b as in the paper, else the preset's 2)",
+        help="number of cameras (0: 3 for 5b as in the paper, else the synthetic robot's 2)",
     )
     parser.add_argument(
         "--text-len", type=int, default=0, help="text tokens (0: 512 for 5b as T5 gives, else the preset's)"

@@ -26,6 +26,7 @@ import numpy as np
 from learners.value_data import LatentCache, ValueDataStats, episode_predictor
 from learners.value_learner import resolve_device, robot_mismatches
 from replay import Outcome, ReplayStore
+from valuemodel.base import CONFIG_FILE
 from valuemodel.checkpoint import load_checkpoint, load_norm_stats, resolve_checkpoint
 from valuemodel.config import ValueModelConfig
 from valuemodel.evaluate import EPISODE_KINDS, EpisodeCurve, EventSettings, evaluate_curves
@@ -131,9 +132,12 @@ def evaluate_checkpoint(
             raise ValueError("evaluate_checkpoint needs a checkpoint, or a label_key naming stored values")
         folder = resolve_checkpoint(checkpoint)
         default_name = f"{folder.parent.name}/{folder.name}"
-        model = load_checkpoint(folder, device=resolve_device(device)).eval()
         stats = ValueDataStats.from_dict(load_norm_stats(folder))
-        check_checkpoint_fits_store(folder, model.config, stats, store, episode_ids)
+        # Checked before the weights are read: a 5B model takes minutes to load.
+        check_checkpoint_fits_store(
+            folder, ValueModelConfig.load_json(folder / CONFIG_FILE), stats, store, episode_ids
+        )
+        model = load_checkpoint(folder, device=resolve_device(device)).eval()
         cache = None if model.config.kind == "static" else LatentCache(max_frames=500_000)
         values_of = episode_predictor(store, model, stats, batch_size=batch_size, cache=cache)
     curves = episode_curves(store, values_of, episode_ids, tags)
