@@ -287,6 +287,9 @@ class RoundDriver:
         # Robot-hours (for successes per hour) are counted at the arms' own control rate.
         self._control_hz = min(info["control_hz"] for info in infos)
         self.value_learner = launch_value_learner(config.value_learner, config.valuemodel)
+        # Ray reports an actor's constructor error at its first call; make that call now, so that a value model the
+        # arms' robot cannot feed is refused before the arms record a round, not after.
+        ray.get(self.value_learner.latest_version.remote())
         self.policy_learner = launch_policy_learner(config.policy_learner)
         # A restarted driver gives the arms what was last deployed, not a policy trained but never deployed.
         deployed_round = self.state.latest_round_with("deployed")

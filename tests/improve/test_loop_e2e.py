@@ -89,3 +89,14 @@ def test_killed_mid_round_then_resumed_loses_and_duplicates_nothing(tmp_path):
     assert "resuming" in out
     assert_exact_counts(run_dir)
     assert json.loads((run_dir / "run_state.json").read_text())["completed"][-1] == "1:evaluate"
+
+
+def test_a_value_model_the_arms_cannot_feed_is_refused_before_any_episode(tmp_path):
+    # The simulated arms record 9 state values; the value learner's actor refuses 7 in its constructor, which Ray
+    # would report only at its first call, after a round of recording.
+    proc = start(tmp_path / "run", "valuemodel.state_dim=7")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0
+    assert "state_dim is 7" in out and "9 state values" in out, out[-3000:]
+    store = tmp_path / "run" / "replay"
+    assert not (store / "store.json").exists() or ReplayStore.open(str(store)).episode_ids() == []
