@@ -92,7 +92,9 @@ class ValueModelConfig:
     chunk: int = 4
     """WVM value chunk h: values of the h current frames are predicted together; h future frames are generated."""
     prefix_frames: int = 1
-    """WVM context frames before the current chunk; their values enter the value stream as a condition."""
+    """WVM context frames before the current chunk; their values enter the value stream as a condition (the
+    paper's design). 0: no value condition, each chunk from video alone; the tiny config's default, measured better
+    on the simulator because a prefix anchors the curve to the model's own earlier, lagging values."""
     video_loss_weight: float = 1.0
     """WVM loss weight of the future-video flow loss (L = value_weight * L_value + this * L_video)."""
     prefix_noise_prob: float = 0.5
