@@ -30,10 +30,11 @@ class ValueModelBase(nn.Module):
         super().__init__()
         if self.kind and config.kind != self.kind:
             raise ValueError(f"{type(self).__name__} needs config.kind == {self.kind!r}, got {config.kind!r}")
-        if config.left_to_robot():
-            names = " and ".join(f"valuemodel.{name}" for name in config.left_to_robot())
+        open_fields = config.left_to_robot()
+        if open_fields:
+            names = " and ".join(f"valuemodel.{name}" for name in open_fields)
             raise ValueError(
-                f"{names} {'is' if len(config.left_to_robot()) == 1 else 'are'} left to the robot's spec, so this "
+                f"{names} {'is' if len(open_fields) == 1 else 'are'} left to the robot's spec, so this "
                 "model cannot be built yet: build it from config.with_robot_spec(camera names, state width) (the "
                 "value learner does so from its replay store), or set them"
             )
