@@ -1,7 +1,8 @@
 """The PyTorch side: a Dataset of frame windows over committed episodes, and a DataLoader factory.
 
 Keys come from ``replay.sampler.FrameSampler``; a batch of keys is read in one ``__getitems__`` call, grouped
-by episode, so each image chunk is decoded once per batch at most. Each process (main or DataLoader worker)
+by episode, so each image chunk is decoded once per batch at most, and the chunks a batch lacks are read together
+by ``replay.chunks.read_chunks``. Each process (main or DataLoader worker)
 keeps a bounded LRU of decoded image chunks and the small per-step columns of every episode it has touched,
 and checks each against the crc32 recorded at commit the first time it is decoded, so corrupted bytes raise
 ``CorruptEpisodeError`` naming the episode instead of reaching a learner.
@@ -9,7 +10,6 @@ and checks each against the crc32 recorded at commit the first time it is decode
 
 from __future__ import annotations
 
-import asyncio
 import os
 import queue
 import threading
@@ -20,8 +20,8 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
-from zarr.core.sync import sync as zarr_sync
 
+from replay.chunks import read_chunks, read_columns
 from replay.sampler import FrameKey, FrameSampler
 from replay.schema import LOWDIM_CHUNK_STEPS, LOWDIM_COLUMNS, CorruptEpisodeError, EpisodeRecord, Outcome
 from replay.store import ReplayStore, ensure_store
@@ -31,13 +31,16 @@ OUTCOME_CODES = {Outcome.SUCCESS: 1, Outcome.FAILURE: 0, Outcome.UNLABELLED: -1}
 T = TypeVar("T")
 
 
+def _unreadable(episode_id: str, array: str, chunk: int | None, exc: BaseException) -> CorruptEpisodeError:
+    # Undecodable committed bytes are corruption, named as such.
+    return CorruptEpisodeError(episode_id, array, chunk, f"unreadable: {type(exc).__name__}: {exc}")
+
+
 def _read(episode_id: str, array: str, chunk: int | None, read: Callable[[], np.ndarray]) -> np.ndarray:
     try:
         return read()
-    except Exception as exc:  # noqa: BLE001 - undecodable committed bytes are corruption, named as such
-        raise CorruptEpisodeError(
-            episode_id, array, chunk, f"unreadable: {type(exc).__name__}: {exc}"
-        ) from exc
+    except Exception as exc:  # noqa: BLE001 - see _unreadable
+        raise _unreadable(episode_id, array, chunk, exc) from exc
 
 
 class _EpisodeCache:
@@ -76,8 +79,10 @@ class _EpisodeCache:
             record = self.record(episode_id)
             arrays = self._arrays(episode_id)
             cols = {}
-            for name in LOWDIM_COLUMNS:
-                values = _read(episode_id, name, None, lambda a=arrays[name]: a[:])
+            names = list(LOWDIM_COLUMNS)
+            for name, values in zip(names, read_columns([arrays[n] for n in names]), strict=True):
+                if isinstance(values, BaseException):
+                    raise _unreadable(episode_id, name, None, values) from values
                 if self.verify:
                     for c in range(0, len(values), LOWDIM_CHUNK_STEPS):
                         check_chunk(record, name, c // LOWDIM_CHUNK_STEPS, values[c : c + LOWDIM_CHUNK_STEPS])
@@ -91,8 +96,8 @@ class _EpisodeCache:
         return self.columns[cache_key]
 
     def prefetch(self, wanted: dict[str, np.ndarray], cameras: Sequence[str]) -> None:
-        """Decode every image chunk a batch needs and the cache lacks in one concurrent zarr call, so the
-        reads (and, on object storage, the GETs) overlap and blosc decodes in zarr's thread pool."""
+        """Decode every image chunk a batch needs and the cache lacks in one ``read_chunks`` call (plain file
+        reads on a local store, one concurrent gather on object storage)."""
         chunk_steps = self.store.schema.image_chunk_steps
         missing = []
         for episode_id, steps in wanted.items():
@@ -101,19 +106,10 @@ class _EpisodeCache:
                 for chunk in np.unique(steps // chunk_steps).tolist():
                     if (episode_id, camera, chunk) not in self.chunks:
                         missing.append((episode_id, camera, chunk, arrays[f"images/{camera}"]))
-        if len(missing) < 2:
-            return
-
-        async def read_all() -> list[Any]:
-            reads = (
-                a._async_array.getitem(slice(c * chunk_steps, (c + 1) * chunk_steps))
-                for _, _, c, a in missing
-            )
-            return await asyncio.gather(*reads, return_exceptions=True)
-
-        for (episode_id, camera, chunk, _), block in zip(missing, zarr_sync(read_all()), strict=True):
+        blocks = read_chunks([(array, chunk) for _, _, chunk, array in missing])
+        for (episode_id, camera, chunk, _), block in zip(missing, blocks, strict=True):
             if isinstance(block, BaseException):
-                continue  # frames() reads it again and reports the damage with the episode's name
+                continue  # frames() reads it again through zarr and reports the damage with the episode's name
             if self.verify:
                 check_chunk(self.record(episode_id), f"images/{camera}", chunk, block)
             self._remember((episode_id, camera, chunk), block)
