@@ -313,10 +313,11 @@ def reference_curves(curves: Sequence[EpisodeCurve]) -> list[EpisodeCurve]:
     ]
 
 
-def plot_curves(
-    curves: Sequence[EpisodeCurve], path: str | Path, settings: EventSettings, limit: int = 12
-) -> Path:
-    """Normalised predictions with ground-truth progress overlaid; episodes of every kind come first."""
+def overview_panels(
+    curves: Sequence[EpisodeCurve], settings: EventSettings, limit: int = 12
+) -> list[ValueCurve]:
+    """The overview's panels: episodes of every kind first, each prediction min-max normalised, its raw range in
+    the title (the normalisation draws a flat low curve and a flat high one alike, at the top)."""
     by_kind: dict[str, list[EpisodeCurve]] = {}
     for c in curves:
         by_kind.setdefault(
@@ -327,10 +328,21 @@ def plot_curves(
         for group in by_kind.values():
             if group and len(ordered) < limit:
                 ordered.append(group.pop(0))
-    panels = [
-        ValueCurve(normalise_curve(c.pred), c.progress, f"{c.episode_id[-8:]} {'+'.join(c.kinds) or '?'}")
+    return [
+        ValueCurve(
+            normalise_curve(c.pred),
+            c.progress,
+            f"{c.episode_id[-8:]} {'+'.join(c.kinds) or '?'}  raw {np.min(c.pred):+.2f}..{np.max(c.pred):+.2f}",
+        )
         for c in ordered
     ]
+
+
+def plot_curves(
+    curves: Sequence[EpisodeCurve], path: str | Path, settings: EventSettings, limit: int = 12
+) -> Path:
+    """Normalised predictions with ground-truth progress overlaid; see ``overview_panels``."""
+    panels = overview_panels(curves, settings, limit)
     return plot_value_curves(panels, path, columns=4, ylabel="value (normalised) / progress")
 
 

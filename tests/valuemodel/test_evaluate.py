@@ -15,6 +15,7 @@ from valuemodel.evaluate import (
     evaluate_curves,
     infer_kinds,
     markdown_table,
+    overview_panels,
     paired_difference,
     seed_difference,
     summarise,
@@ -102,6 +103,20 @@ def test_report_is_written_with_table_json_and_plot(tmp_path):
     assert (tmp_path / "value_curves.png").stat().st_size > 1000
     assert "| noisy |" in (tmp_path / "metrics.md").read_text()
     assert report["summary"]["noisy"]["retry_voc"] > 0.5
+
+
+def test_overview_titles_keep_the_raw_level_the_normalisation_hides():
+    gt = np.concatenate([np.linspace(0.0, 0.25, 30), np.full(70, 0.25)])
+    # A dead episode valued low and a success valued high look the same once each is min-max normalised.
+    low = EpisodeCurve(
+        "low-fail", np.concatenate([np.linspace(-0.5, -0.9, 30), np.full(70, -0.88)]), gt, None, False
+    )
+    high = EpisodeCurve(
+        "high-fail", np.concatenate([np.linspace(0.5, 0.1, 30), np.full(70, 0.12)]), gt, None, False
+    )
+    panels = overview_panels([low, high], EventSettings())
+    np.testing.assert_allclose(panels[0].pred, panels[1].pred, atol=1e-6)
+    assert "raw -0.90..-0.50" in panels[0].title and "raw +0.10..+0.50" in panels[1].title
 
 
 def test_summary_pools_event_rates_and_marks_missing_metrics():
