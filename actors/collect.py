@@ -51,6 +51,7 @@ def collect_episode(
         policy_version=policy_version,
         task=task,
         purpose=purpose,
+        seed=seed,
         expected_steps=max_steps,
     ) as writer:
 

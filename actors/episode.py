@@ -3,6 +3,7 @@
 Each control step reads an observation, lets a human (or, in simulation, the scripted expert) take over if they
 want to, otherwise asks the policy, sends the action through the robot's safety layer, and hands the step to
 ``on_step`` (the replay writer in an actor). The recorded action is the one the robot applied, never the request.
+When a takeover starts the policy is told to discard its plan, so that after the hand-back it plans afresh.
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ class ActionSource(Protocol):
 
     def act(self, observation: Observation) -> np.ndarray: ...
 
+    def discard_plan(self) -> None:
+        """Forget actions planned from earlier observations; the loop calls it when a corrector takes over.
+
+        ``act`` is not called while the corrector drives, so a source that plans ahead (a chunking policy's
+        action queue, its temporally ensembled chunks) would otherwise resume the stale plan at the hand-back
+        and drag the arm back to where the takeover began. It is a required method, not an optional one the
+        loop looks for: a planning source that lacked it would silently keep that bug, so every source says
+        explicitly what a takeover means to it (a no-op for sources that plan nothing).
+        """
+        ...
+
 
 class TeleoperatorAsPolicy:
     """Lets a teleoperator that always acts (the scripted expert in demo mode, a human recording demonstrations)
@@ -34,6 +46,10 @@ class TeleoperatorAsPolicy:
         self.teleop = teleop
 
     def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def discard_plan(self) -> None:
+        # The teleoperator decides afresh from every observation: there is no plan to go stale.
         pass
 
     def act(self, observation: Observation) -> np.ndarray:
@@ -88,13 +104,21 @@ def run_episode(
     stats = getattr(robot, "stats", None)
     safety_before = stats.as_dict() if stats is not None else {}
     period = 1.0 / robot.spec.control_hz
+    # Looked up before the arm moves, so that a source without the hook fails here, not at the first takeover.
+    discard_plan = policy.discard_plan
     policy.reset(seed)
     observation = robot.start_episode(seed)
     steps = interventions = 0
+    intervening = False
     next_tick = time.monotonic()
     while steps < max_steps and not episode_finished(observation):
         correction = teleop.get_action(observation) if teleop is not None else None
         intervention = correction is not None
+        if intervention and not intervening:
+            # Discarded when the takeover starts rather than at the hand-back: the plan is stale from the first
+            # corrected step, and the first policy step after the hand-back then plans from its own observation.
+            discard_plan()
+        intervening = intervention
         requested = correction if intervention else policy.act(observation)
         applied = robot.send_action(requested)
         if on_step is not None:

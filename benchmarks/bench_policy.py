@@ -87,9 +87,10 @@ def network(args: argparse.Namespace) -> None:
 
 
 def learner(args: argparse.Namespace) -> None:
+    from actors.local import record_demonstrations, sim_arm
     from learners.policy_labels import LabellingConfig, label_store
     from learners.policy_learner import PolicyLearnerConfig, train_policy_round
-    from learners.policy_sim_data import open_sim_store, record_expert_episodes
+    from replay import ReplayStore
     from robot_io.config import ExpertConfig, SimBoxConfig
 
     policy_config = PolicyConfig()
@@ -98,8 +99,10 @@ def learner(args: argparse.Namespace) -> None:
     result: dict[str, float | int] = {"batch_size": args.batch_size, "steps": steps}
     with tempfile.TemporaryDirectory() as tmp:
         url = str(Path(tmp) / "store")
-        store = open_sim_store(url, sim_config)
-        record_expert_episodes(store, sim_config, ExpertConfig(hesitation_prob=0.5), range(args.episodes))
+        record_demonstrations(
+            url, sim_arm(sim_config, ExpertConfig(hesitation_prob=0.5)), range(args.episodes)
+        )
+        store = ReplayStore.open(url)
         label_store(store, LabellingConfig(run="bench", horizon=10))
         result["episodes"] = args.episodes
         result["frames"] = sum(r.meta.length for r in store.records().values())

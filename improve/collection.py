@@ -28,11 +28,11 @@ def committed_episodes(store: ReplayStore, round_index: int, purpose: str) -> li
     return list(index.records.values())
 
 
-def spread_seeds(count: int, arms: list[str], first_seed: int) -> dict[str, list[int]]:
-    """Round-robin ``count`` new seeds over the arms."""
+def spread_seeds(seeds: list[int], arms: list[str]) -> dict[str, list[int]]:
+    """Round-robin the seeds over the arms."""
     plan: dict[str, list[int]] = {arm: [] for arm in arms}
-    for k in range(count):
-        plan[arms[k % len(arms)]].append(first_seed + k)
+    for k, seed in enumerate(seeds):
+        plan[arms[k % len(arms)]].append(seed)
     return {arm: seeds for arm, seeds in plan.items() if seeds}
 
 
@@ -61,11 +61,16 @@ def collect(
     target: int,
     seed_base: int,
     max_attempts: int,
+    seeds: list[int] | None = None,
     before_attempt: Callable[[], None] = lambda: None,
     on_progress: Callable[[int], None] = lambda done: None,
     restart_timeout_s: float = 300.0,
 ) -> list[Any]:
     """Make the store hold ``target`` committed episodes of (round, purpose); returns their records.
+
+    With ``seeds`` (evaluation), exactly those seeds are collected: a seed whose episode is committed is done, and
+    a retry runs the missing seeds again, so every round is evaluated on the same scenes. Otherwise new seeds
+    from ``seed_base`` are drawn and never repeat across attempts.
 
     ``before_attempt`` runs before each attempt (the driver re-sends the deployed policy there, since a
     restarted actor comes back without one). An arm that Ray is restarting is waited for, up to
@@ -74,14 +79,20 @@ def collect(
     import ray
 
     for attempt in range(max_attempts):
-        done = len(committed_episodes(store, round_index, purpose))
+        committed = committed_episodes(store, round_index, purpose)
+        done = len(committed)
         on_progress(done)
-        missing = target - done
-        if missing <= 0:
-            return committed_episodes(store, round_index, purpose)
+        if seeds is not None:
+            have = {r.meta.seed for r in committed}
+            todo = [s for s in seeds if s not in have]
+        else:
+            # Seeds never repeat across attempts, so a retried episode is a new one, not a replay of a torn one.
+            first = seed_base + attempt * 10_000 + done
+            todo = list(range(first, first + max(0, target - done)))
+        if not todo:
+            return committed
         before_attempt()
-        # Seeds never repeat across attempts, so a retried episode is a new one, not a replay of a torn one.
-        plan = spread_seeds(missing, sorted(actors), seed_base + attempt * 10_000 + done)
+        plan = spread_seeds(todo, sorted(actors))
         pending = {
             actors[arm].run_episodes.remote(purpose, round_index, seeds): arm for arm, seeds in plan.items()
         }
@@ -98,6 +109,8 @@ def collect(
                     wait_until_reachable(actors[arm], restart_timeout_s)
             on_progress(len(committed_episodes(store, round_index, purpose)))
     records = committed_episodes(store, round_index, purpose)
+    if seeds is not None:
+        target = len(seeds)
     if len(records) < target:
         raise CollectionError(
             f"round {round_index}: only {len(records)} of {target} {purpose} episodes after {max_attempts} "

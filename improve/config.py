@@ -7,15 +7,17 @@ with Hydra's own message, before any robot is built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from improve.evaluation import GateConfig
 from improve.monitor import WandbConfig
 from learners.policy_labels import LabellingConfig
 from learners.policy_learner import PolicyLearnerConfig
 from learners.value_learner import ValueLearnerConfig
+from learners.value_quality import ValueFloorConfig
 from robot_io.config import RobotConfig
 from valuemodel.config import ValueModelConfig
 
@@ -41,20 +43,37 @@ class DemoBatchConfig:
 
 
 @dataclass
+class BackboneConfig:
+    """Round 0's unlabelled pretraining of the tiny Wan backbone on the demonstrations' own video
+    (``vivarl-pretrain-backbone``), so that ViVa and WVM never start from random weights in the main job. Skipped
+    when ``valuemodel.pretrained_dir`` is set (Wan2.2-TI2V-5B on a lab machine) or for the static baseline."""
+
+    enabled: bool = True
+    vae_steps: int = 800
+    video_steps: int = 800
+    # WanTransformer3DModel kwargs on top of the size preset (the value models read the saved config).
+    transformer_overrides: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class LoopConfig:
     """The improvement loop: round 0 learns from demonstrations, each later round improves on the last."""
 
     # Improvement rounds after round 0 (the run stops earlier if the budget runs out).
-    rounds: int = 2
+    rounds: int = 3
     # Round 0: demonstrations recorded by the arms' demonstrators (the scripted expert in simulation).
     demo_episodes: int = 30
     # Each improvement round: policy rollouts with human (or scripted) corrections.
-    episodes_per_round: int = 10
-    # Each round ends with this many evaluation episodes: indicator positive, no interventions.
-    eval_episodes: int = 10
+    episodes_per_round: int = 20
+    # Each round's new policy is evaluated on these many fixed evaluation seeds (indicator positive, no
+    # interventions) before the gate decides whether to deploy it. 100 keeps a 95% interval within +-10 points.
+    eval_episodes: int = 100
+    # The evaluation seeds are eval_seed_base, eval_seed_base + 1, ...: the same for every round and every run,
+    # and disjoint from the training seeds (which start at seed * 10_000_000).
+    eval_seed_base: int = 1_000_000_000
     # Stop starting new rounds after this many hours of wall time (0: no limit).
     budget_hours: float = 0.0
-    # Base of the episode seeds (simulation).
+    # The run seed: base of the training episodes' seeds (simulation), added to the learners' seeds.
     seed: int = 0
     # Attempts to collect a stage's episodes when arms fail mid-stage, before the run stops with an error.
     max_collect_attempts: int = 5
@@ -65,6 +84,19 @@ class LoopConfig:
     realtime: bool = False
     # Advantage labelling: the policy learner trains on the indicators of each round's labelling run.
     use_learned_value: bool = True
+    # Retrain the policy every round (false: round 0's policy is kept all night, which measures the evaluation's
+    # own noise in a study).
+    retrain_policy: bool = True
+    gate: GateConfig = field(default_factory=GateConfig)
+    value_floor: ValueFloorConfig = field(default_factory=ValueFloorConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+
+    # Training episode seeds of a round lie in [seed * SEED_STRIDE + round * ROUND_STRIDE, ... + ROUND_STRIDE).
+    SEED_STRIDE = 10_000_000
+    ROUND_STRIDE = 100_000
+
+    def training_seed_base(self, round_index: int) -> int:
+        return self.seed * self.SEED_STRIDE + round_index * self.ROUND_STRIDE
 
 
 @dataclass
@@ -119,4 +151,15 @@ def to_dataclass(cfg: DictConfig) -> VivarlConfig:
         )
     for name, robot in config.robots.items():
         robot.name = name
-    return config
+    return with_run_seed(config)
+
+
+def with_run_seed(config: VivarlConfig) -> VivarlConfig:
+    """The run seed (``loop.seed``) also seeds both learners, so that two run seeds are two independent runs."""
+    if config.loop.seed == 0:
+        return config
+    return replace(
+        config,
+        value_learner=replace(config.value_learner, seed=config.value_learner.seed + config.loop.seed),
+        policy_learner=replace(config.policy_learner, seed=config.policy_learner.seed + config.loop.seed),
+    )

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,14 @@ from actors.robot_actor import ActorSettings, launch_robot_actors
 from actors.weights import pack_checkpoint
 from improve.collection import collect, committed_episodes, episode_metrics
 from improve.config import VivarlConfig
+from improve.evaluation import evaluation_seeds, paired_comparison, promote
 from improve.monitor import RoundMonitor
-from improve.report import progress_bar, round_table, stage_table, stage_timer, value_metrics
+from improve.report import evaluation_metrics, progress_bar, round_table, stage_table, stage_timer
 from improve.run_state import STAGES, RunState
 from learners.policy_actor import launch_policy_learner
 from learners.policy_labels import label_store
 from learners.value_actor import launch_value_learner
-from replay import EpisodeFilter, ReplayStore
+from replay import TRAINING_PURPOSES, EpisodeFilter, Outcome, ReplayStore
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,20 @@ def config_fingerprint(config: VivarlConfig) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _console() -> Console:
+    console = Console()
+    # A night's log often goes to a file, where rich would assume 80 columns and fold the round table.
+    return console if console.is_terminal else Console(width=max(console.width, 120))
+
+
+def _version_name(version: int) -> str:
+    return f"v{int(version):06d}"
+
+
 class RoundDriver:
     def __init__(self, config: VivarlConfig, console: Console | None = None) -> None:
         self.config = config
-        self.console = console or Console()
+        self.console = console or _console()
         self.run_dir = Path(config.run_dir)
         self.run_name = self.run_dir.resolve().name
         self.state = self._load_or_start_state()
@@ -85,38 +97,74 @@ class RoundDriver:
             if r == 0
             else ("rollout", self.config.loop.episodes_per_round)
         )
-        records = self._collect(r, purpose, target)
+        before = self._send_deployed if purpose == "rollout" else None
+        records = self._collect(r, purpose, target, before_attempt=before)
         return {"collected": len(records), "purpose": purpose}
 
     def _stage_refit_value(self, r: int) -> dict[str, Any]:
+        """Refit, label every episode with the new version, and judge it on held-out episodes: a version below
+        the quality floor is published (for inspection) but not used; the last version that passed is."""
         import ray
 
         if not self.config.loop.use_learned_value:
-            return {"value_version": None}
-        version = ray.get(self.value_learner.refit.remote(r))
-        return {"value_version": int(version)}
+            return {"value_version": None, "value_used": None}
+        outputs: dict[str, Any] = {}
+        if r == 0 and self._needs_backbone():
+            outputs["backbone_dir"] = str(self.run_dir / "backbone")
+            outputs["backbone"] = ray.get(
+                self.value_learner.pretrain_backbone.remote(self._backbone_config())
+            )
+        version = int(ray.get(self.value_learner.refit.remote(r)))
+        # Values are written for the training episodes (which labelling reads) and, by the quality check, for
+        # the held-out ones it judges on; the other evaluation episodes are never labelled.
+        training = EpisodeFilter(purposes=TRAINING_PURPOSES).to_dict()
+        quality = ray.get(self.value_learner.quality.remote(version, asdict(self.config.loop.value_floor)))
+        used = version if quality["passed"] else self._last_passing_value_version(r)
+        if used is not None:
+            ray.get(self.value_learner.label.remote(used, training))
+        if not quality["passed"]:
+            fallback = f"v{used}" if used is not None else "outcome labels"
+            self.console.print(
+                f"[yellow]value v{version} fails the held-out quality floor ({quality['reason']}): "
+                f"labelling with {fallback}"
+            )
+        return {**outputs, "value_version": version, "value_quality": quality, "value_used": used}
 
     def _stage_label_advantages(self, r: int) -> dict[str, Any]:
-        import ray
-
+        outputs = self.state.round_outputs(r)
+        labelling = self.config.labelling
+        if labelling.horizon_s is not None:
+            labelling = replace(labelling, horizon=max(1, round(labelling.horizon_s * self._control_hz)))
         value_key = None
-        version = self.state.round_outputs(r).get("value_version")
-        if version is not None:
-            ray.get(self.value_learner.label.remote(version))
+        if not self.config.loop.use_learned_value:
+            source = "progress"
+        elif outputs.get("value_used") is None:
+            source, labelling = "outcome", replace(labelling, outcome_only=True)
+        else:
             value_key = self.config.value_learner.label_key.format(
-                version=version, kind=self.config.valuemodel.kind
+                version=outputs["value_used"], kind=self.config.valuemodel.kind
             )
-        run = f"round{r:03d}" + (f"-{value_key}" if value_key else "-progress")
-        labelling = replace(self.config.labelling, run=run, value_key=value_key)
+            source = value_key
+        run = f"round{r:03d}-{source}"
+        labelling = replace(labelling, run=run, value_key=value_key)
         # Evaluation episodes are measurements of a policy, not training data.
         report = label_store(
-            self._store(), labelling, EpisodeFilter(purposes=("demo", "rollout")), log=log.info
+            self._store(), labelling, EpisodeFilter(purposes=TRAINING_PURPOSES), log=log.info
         )
-        return {"labelling_run": run, "value_key": value_key, "positive_fraction": report.positive_fraction}
+        return {
+            "labelling_run": run,
+            "value_key": value_key,
+            "advantage_horizon": labelling.horizon,
+            "positive_fraction": report.positive_fraction,
+        }
 
     def _stage_train_policy(self, r: int) -> dict[str, Any]:
         import ray
 
+        if r > 0 and not self.config.loop.retrain_policy:
+            first = self.state.round_outputs(0)
+            keep = ("policy_version", "policy_checkpoint", "policy_final_loss")
+            return {**{k: first[k] for k in keep}, "retrained": False}
         run = self.state.round_outputs(r)["labelling_run"]
         result = ray.get(self.policy_learner.train_round.remote(r, run))
         return {
@@ -125,19 +173,65 @@ class RoundDriver:
             "policy_final_loss": result["final_loss"],
             "policy_samples_per_s": result["samples_per_s"],
             "policy_data_wait_fraction": result["data_wait_fraction"],
+            "retrained": True,
         }
 
-    def _stage_deploy(self, r: int) -> dict[str, Any]:
-        outputs = self.state.round_outputs(r)
-        self._deploy(outputs["policy_checkpoint"], f"v{outputs['policy_version']:06d}")
-        return {"deployed": f"v{outputs['policy_version']:06d}"}
-
     def _stage_evaluate(self, r: int) -> dict[str, Any]:
-        records = self._collect(r, "eval", self.config.loop.eval_episodes)
-        return {"evaluated": len(records)}
+        """The round's new policy on the fixed evaluation seeds, before the gate decides whether to deploy it."""
+        outputs = self.state.round_outputs(r)
+        candidate = self._pack(outputs["policy_checkpoint"], _version_name(outputs["policy_version"]))
+        seeds = evaluation_seeds(self.config.loop.eval_seed_base, self.config.loop.eval_episodes)
+        records = self._collect(
+            r, "eval", len(seeds), seeds=seeds, before_attempt=lambda: self._send(candidate)
+        )
+        outcomes = {str(rec.meta.seed): int(rec.meta.outcome is Outcome.SUCCESS) for rec in records}
+        return {"evaluated": len(records), "eval_outcomes": outcomes}
+
+    def _stage_deploy(self, r: int) -> dict[str, Any]:
+        """The promotion gate: deploy the new policy unless, on the same seeds, it is significantly worse than the
+        deployed one. A rejected version stays on disk; the arms keep the incumbent."""
+        outputs = self.state.round_outputs(r)
+        candidate = _version_name(outputs["policy_version"])
+        previous = self.state.latest_round_with("deployed", before=r)
+        comparison = None
+        if previous is not None:
+            incumbent = self.state.round_outputs(previous)
+            reference = self.state.round_outputs(incumbent["deployed_eval_round"])["eval_outcomes"]
+            comparison = paired_comparison(reference, outputs["eval_outcomes"])
+        promoted = promote(self.config.loop.gate, comparison)
+        if promoted:
+            deployed = {
+                "deployed": candidate,
+                "deployed_checkpoint": outputs["policy_checkpoint"],
+                "deployed_eval_round": r,
+            }
+        else:
+            deployed = {k: incumbent[k] for k in ("deployed", "deployed_checkpoint", "deployed_eval_round")}
+            self.console.print(
+                f"[yellow]gate: {candidate} is worse than {deployed['deployed']} on the evaluation seeds "
+                f"({comparison.candidate_rate:.0%} vs {comparison.reference_rate:.0%}, p {comparison.p_worse:.3f}): "
+                f"kept {deployed['deployed']}"
+            )
+        self._deploy(deployed["deployed_checkpoint"], deployed["deployed"])
+        gate = {
+            "promoted": promoted,
+            "candidate": candidate,
+            "incumbent": None if previous is None else incumbent["deployed"],
+            "rule": self.config.loop.gate.rule,
+            **({} if comparison is None else comparison.as_dict()),
+        }
+        return {**deployed, "gate": gate}
 
     # -- helpers --------------------------------------------------------------------------------------------
-    def _collect(self, r: int, purpose: str, target: int) -> list[Any]:
+    def _collect(
+        self,
+        r: int,
+        purpose: str,
+        target: int,
+        *,
+        seeds: list[int] | None = None,
+        before_attempt: Callable[[], None] | None = None,
+    ) -> list[Any]:
         with progress_bar(self.console, f"round {r} {purpose}", target) as advance:
             return collect(
                 self._store(),
@@ -145,28 +239,62 @@ class RoundDriver:
                 round_index=r,
                 purpose=purpose,
                 target=target,
-                seed_base=self.config.loop.seed
-                + 1_000_000 * r
-                + {"demo": 0, "rollout": 0, "eval": 500_000}[purpose],
+                seed_base=self.config.loop.training_seed_base(r),
+                seeds=seeds,
                 max_attempts=self.config.loop.max_collect_attempts,
-                before_attempt=self._redeploy,
+                before_attempt=before_attempt or (lambda: None),
                 on_progress=advance,
             )
 
-    def _deploy(self, checkpoint: str, version: str) -> None:
+    def _pack(self, checkpoint: str, version: str) -> Any:
         import ray
 
-        packed = ray.put(pack_checkpoint(checkpoint, version))
-        self._deployed = (version, packed)
-        # Stages run one at a time, so no arm is mid-episode here: load at once and fail the deploy if it breaks.
+        return ray.put(pack_checkpoint(checkpoint, version))
+
+    def _send(self, packed: Any) -> None:
+        """Give every arm these weights now (stages run one at a time, so no arm is mid-episode); a checkpoint
+        that cannot be loaded fails here rather than in the next episode."""
+        import ray
+
         ray.get([actor.set_policy.remote(packed, load_now=True) for actor in self.actors.values()])
 
-    def _redeploy(self) -> None:
-        """Give every arm the deployed policy again (a restarted actor comes back without one)."""
-        import ray
+    def _deploy(self, checkpoint: str, version: str) -> None:
+        packed = self._pack(checkpoint, version)
+        self._deployed = (version, packed)
+        self._send(packed)
 
+    def _send_deployed(self) -> None:
+        """Give every arm the deployed policy again (evaluation loaded another; a restarted actor has none)."""
         if self._deployed is not None:
-            ray.get([actor.set_policy.remote(self._deployed[1]) for actor in self.actors.values()])
+            self._send(self._deployed[1])
+
+    def _needs_backbone(self) -> bool:
+        model = self.config.valuemodel
+        return (
+            self.config.loop.backbone.enabled and model.kind in ("viva", "wvm") and not model.pretrained_dir
+        )
+
+    def _backbone_config(self) -> dict[str, Any]:
+        model, backbone = self.config.valuemodel, self.config.loop.backbone
+        return {
+            "store_url": self.config.store_url,
+            "out_dir": str(self.run_dir / "backbone"),
+            "size": model.size,
+            "cameras": list(model.cameras),
+            "image_height": model.image_height,
+            "image_width": model.image_width,
+            "vae_steps": backbone.vae_steps,
+            "video_steps": backbone.video_steps,
+            "transformer_overrides": dict(backbone.transformer_overrides),
+            "seed": self.config.value_learner.seed,
+        }
+
+    def _last_passing_value_version(self, before: int) -> int | None:
+        for r in range(before - 1, -1, -1):
+            outputs = self.state.round_outputs(r)
+            if (outputs.get("value_quality") or {}).get("passed"):
+                return int(outputs["value_version"])
+        return None
 
     def _store(self) -> ReplayStore:
         if self.store is None:
@@ -174,18 +302,20 @@ class RoundDriver:
         return self.store
 
     def _report_round(self, r: int) -> None:
-        if not self.state.is_done(r, "evaluate"):
+        if not self.state.is_done(r, "deploy"):
             return
         store = self._store()
         hz = self._control_hz
         outputs = self.state.round_outputs(r)
         trained_on = committed_episodes(store, r, outputs.get("purpose", "rollout"))
-        collected = episode_metrics(trained_on, hz)
-        evaluated = episode_metrics(committed_episodes(store, r, "eval"), hz)
-        metrics = {f"collect/{k}": v for k, v in collected.items()}
-        metrics |= {f"eval/{k}": v for k, v in evaluated.items()}
+        metrics = {f"collect/{k}": v for k, v in episode_metrics(trained_on, hz).items()}
+        metrics |= {
+            f"eval/{k}": v for k, v in episode_metrics(committed_episodes(store, r, "eval"), hz).items()
+        }
+        metrics |= evaluation_metrics(self.state, r)
         metrics["labels/positive_fraction"] = outputs.get("positive_fraction", float("nan"))
-        metrics |= value_metrics(store, trained_on, outputs.get("value_key"))
+        quality = outputs.get("value_quality") or {}
+        metrics |= {f"value/{k}": float(v) for k, v in quality.items() if isinstance(v, int | float)}
         metrics |= {f"time/{k}_s": v for k, v in self.state.stage_seconds.get(str(r), {}).items()}
         outputs["metrics"] = metrics
         self.state.save(self.run_dir)
@@ -196,7 +326,17 @@ class RoundDriver:
 
             from improve.report import round_media
 
-            media = round_media(store, r, outputs, self.run_dir / "media", fps=hz)
+            media = round_media(
+                store,
+                r,
+                outputs,
+                self.run_dir / "media",
+                fps=hz,
+                value_key_format=self.config.value_learner.label_key.replace(
+                    "{kind}", self.config.valuemodel.kind
+                ),
+                holdout_fraction=self.config.value_learner.holdout_fraction,
+            )
             self.monitor.log_round(r, metrics, **media)
             self.monitor.log_role("actor", r, self._per_arm_metrics(r, hz))
             self.monitor.log_role("value_learner", r, ray.get(self.value_learner.metrics.remote()))
@@ -295,7 +435,11 @@ class RoundDriver:
         deployed_round = self.state.latest_round_with("deployed")
         if deployed_round is not None:
             outputs = self.state.round_outputs(deployed_round)
-            self._deploy(outputs["policy_checkpoint"], outputs["deployed"])
+            self._deploy(outputs["deployed_checkpoint"], outputs["deployed"])
+        # A restarted driver has a new value learner: it refits from the round-0 backbone, as before the restart.
+        backbone = self.state.round_outputs(0).get("backbone_dir")
+        if backbone and self.state.is_done(0, "refit_value"):
+            ray.get(self.value_learner.use_backbone.remote(backbone))
         self.console.print(
             f"[bold]vivarl[/] run [cyan]{self.run_name}[/]: {len(self.actors)} arms "
             f"({', '.join(self.actors)}), store {config.store_url}"

@@ -19,6 +19,14 @@ def check_config(config: VivarlConfig) -> None:
             raise PreflightError(f"loop.{name} must be at least 1, got {getattr(loop, name)}")
     if loop.rounds < 0:
         raise PreflightError(f"loop.rounds must be >= 0, got {loop.rounds}")
+    train_low = loop.training_seed_base(0)
+    train_high = loop.training_seed_base(loop.rounds + 1)
+    eval_high = loop.eval_seed_base + loop.eval_episodes
+    if loop.eval_seed_base < train_high and train_low < eval_high:
+        raise PreflightError(
+            f"evaluation seeds [{loop.eval_seed_base}, {eval_high}) overlap the training episodes' seeds "
+            f"[{train_low}, {train_high}) of loop.seed={loop.seed}: move loop.eval_seed_base outside them"
+        )
     if loop.outcome_source not in ("simulator", "operator"):
         raise PreflightError(
             f"loop.outcome_source must be 'simulator' or 'operator', got {loop.outcome_source!r}"

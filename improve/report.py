@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from improve.evaluation import paired_comparison, success_interval
 from improve.run_state import STAGES, RunState
 from replay import ReplayStore
 
@@ -42,20 +43,48 @@ def progress_bar(console: Console, description: str, total: int) -> Iterator[Cal
         yield lambda done: progress.update(task, completed=min(done, total))
 
 
+def evaluation_metrics(state: RunState, r: int) -> dict[str, float]:
+    """Round ``r``'s evaluation on the fixed seeds: success with its 95% interval, and paired comparisons with
+    round 0 and with the previous round on the same seeds."""
+    outcomes = state.round_outputs(r).get("eval_outcomes") or {}
+    if not outcomes:
+        return {}
+    successes, episodes = sum(outcomes.values()), len(outcomes)
+    low, high = success_interval(successes, episodes)
+    metrics = {
+        "eval/fixed_seed_success": successes / episodes,
+        "eval/success_ci_low": low,
+        "eval/success_ci_high": high,
+    }
+    for name, reference_round in (("vs_round0", 0), ("vs_previous", r - 1)):
+        reference = state.round_outputs(reference_round).get("eval_outcomes") if r > 0 else None
+        if reference:
+            c = paired_comparison(reference, outcomes)
+            metrics |= {
+                f"eval/{name}_diff": c.difference,
+                f"eval/{name}_ci_low": c.ci_low,
+                f"eval/{name}_ci_high": c.ci_high,
+                f"eval/{name}_p": c.p_value,
+            }
+    gate = state.round_outputs(r).get("gate") or {}
+    if gate:
+        metrics["gate/promoted"] = float(bool(gate.get("promoted")))
+    return metrics
+
+
 def round_table(state: RunState) -> Table:
     """One row per finished round: the numbers a lab reads in the morning (stage times: ``stage_table``)."""
     table = Table(title=f"vivarl run {state.run_name}")
-    # Short headers keep the table whole in an 80-column log; the README explains each column.
+    # Short headers keep the table inside a 100-column log; the README explains each column.
     columns = (
         "round",
-        "eval\nsucc",
-        "coll\nsucc",
+        "eval succ\n[95% CI]",
+        "vs r0\n(p)",
+        "vs prev\n(p)",
         "succ/h\neval",
-        "mean\nlen",
         "interv\nrate",
-        "pos\nfrac",
+        "value\nR2/VOC",
         "policy",
-        "value\nVOC",
         "wall\nmin",
     )
     for column in columns:
@@ -68,17 +97,50 @@ def round_table(state: RunState) -> Table:
         seconds = state.stage_seconds.get(key, {})
         table.add_row(
             key,
-            _pct(m.get("eval/success_rate")),
-            _pct(m.get("collect/success_rate")),
+            _rate_with_interval(m),
+            _paired(m, "vs_round0"),
+            _paired(m, "vs_previous"),
             f"{m.get('eval/successes_per_hour', 0):.0f}",
-            f"{m.get('eval/mean_length', 0):.0f}",
-            _pct(m.get("collect/intervention_rate")),
-            _pct(m.get("labels/positive_fraction")),
-            str(outputs.get("policy_version", "-")),
-            f"{m['value/voc']:.2f}" if m.get("value/voc") == m.get("value/voc") and "value/voc" in m else "-",
+            _pct(m.get("collect/intervention_rate")) if outputs.get("purpose") == "rollout" else "-",
+            _value_cell(outputs),
+            _policy_cell(outputs),
             f"{sum(seconds.values()) / 60:.1f}",
         )
     return table
+
+
+def _rate_with_interval(m: dict[str, float]) -> str:
+    if "eval/fixed_seed_success" not in m:
+        return _pct(m.get("eval/success_rate"))
+    return (
+        f"{m['eval/fixed_seed_success']:.0%} "
+        f"[{m['eval/success_ci_low'] * 100:.0f}-{m['eval/success_ci_high'] * 100:.0f}]"
+    )
+
+
+def _paired(m: dict[str, float], name: str) -> str:
+    if f"eval/{name}_diff" not in m:
+        return "-"
+    return f"{m[f'eval/{name}_diff'] * 100:+.0f} ({m[f'eval/{name}_p']:.2f})"
+
+
+def _value_cell(outputs: dict[str, Any]) -> str:
+    quality = outputs.get("value_quality")
+    if not quality:
+        return "progress" if outputs.get("labelling_run", "").endswith("-progress") else "-"
+    cell = f"{quality['r2']:.2f}/{quality['voc']:.2f}"
+    if not quality.get("passed"):
+        used = outputs.get("value_used")
+        cell += f" fail→{'v' + str(used) if used is not None else 'outcome'}"
+    return cell
+
+
+def _policy_cell(outputs: dict[str, Any]) -> str:
+    gate = outputs.get("gate") or {}
+    deployed = outputs.get("deployed", "-")
+    if gate and not gate.get("promoted"):
+        return f"kept {deployed}"
+    return str(deployed)
 
 
 def stage_table(state: RunState) -> Table:
@@ -105,7 +167,13 @@ def tile_cameras(images: dict[str, np.ndarray], names: tuple[str, ...] | list[st
 
 
 def round_media(
-    store: ReplayStore, round_index: int, outputs: dict[str, Any], media_dir: Path, fps: float
+    store: ReplayStore,
+    round_index: int,
+    outputs: dict[str, Any],
+    media_dir: Path,
+    fps: float,
+    value_key_format: str = "",
+    holdout_fraction: float = 0.0,
 ) -> dict[str, Any]:
     """An evaluation episode as an mp4, value curves against ground-truth progress, and the advantages."""
     import imageio.v2 as imageio
@@ -125,14 +193,21 @@ def round_media(
         media_dir.mkdir(parents=True, exist_ok=True)
         media["video"] = media_dir / f"round{round_index:03d}_eval.mp4"
         imageio.mimwrite(media["video"], tiled, fps=fps, macro_block_size=1)
-    value_key, run = outputs.get("value_key"), outputs.get("labelling_run")
+    run = outputs.get("labelling_run")
     trained = committed_episodes(store, round_index, outputs.get("purpose", "rollout"))
-    if value_key and trained:
+    version = outputs.get("value_version")
+    if version is not None and value_key_format:
+        from learners.value_quality import held_out_episodes
         from valuemodel.plots import ValueCurve, plot_value_curves
         from valuemodel.targets import from_model_range
 
+        # Curves of the round's new version on episodes it never trained on, successes and failures alike.
+        value_key = value_key_format.format(version=version)
+        held_out = [r for r in held_out_episodes(store, holdout_fraction) if r.meta.has_ground_truth]
+        chosen = [r for r in held_out if r.meta.outcome.value == "success"][:3]
+        chosen += [r for r in held_out if r.meta.outcome.value != "success"][: 6 - len(chosen)]
         curves = []
-        for record in trained[:6]:
+        for record in chosen:
             values = store.read_derived("value", value_key, record.meta.episode_id)
             progress = store.read_episode(record.meta.episode_id, columns=["progress"])["progress"]
             if values is not None:
@@ -140,7 +215,7 @@ def round_media(
                     ValueCurve(
                         pred=from_model_range(values) + 1.0,
                         gt=progress,
-                        title=f"{record.meta.outcome.value} {record.meta.episode_id[-6:]}",
+                        title=f"{record.meta.purpose} {record.meta.outcome.value} {record.meta.episode_id[-6:]}",
                     )
                 )
         if curves:
@@ -151,27 +226,3 @@ def round_media(
         advantages = [store.read_derived("advantage", run, r.meta.episode_id) for r in trained]
         media["advantages"] = np.concatenate([a for a in advantages if a is not None] or [np.zeros(0)])
     return media
-
-
-def value_metrics(store: ReplayStore, records: list[Any], value_key: str | None) -> dict[str, float]:
-    """VOC on successful episodes and Pearson against ground-truth progress, averaged over episodes."""
-    if not value_key:
-        return {}
-    from valuemodel.metrics import pearson, voc
-
-    vocs, pearsons = [], []
-    for record in records:
-        values = store.read_derived("value", value_key, record.meta.episode_id)
-        if values is None or len(values) < 3:
-            continue
-        if record.meta.outcome.value == "success":
-            vocs.append(voc(values))
-        if record.meta.has_ground_truth:
-            progress = store.read_episode(record.meta.episode_id, columns=["progress"])["progress"]
-            pearsons.append(pearson(values, progress))
-    out = {}
-    if vocs:
-        out["value/voc"] = float(np.nanmean(vocs))
-    if pearsons:
-        out["value/pearson_progress"] = float(np.nanmean(pearsons))
-    return out

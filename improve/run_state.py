@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-STAGES = ("collect", "refit_value", "label_advantages", "train_policy", "deploy", "evaluate")
+# A new policy is evaluated before it is deployed: the promotion gate in "deploy" compares it with the incumbent.
+STAGES = ("collect", "refit_value", "label_advantages", "train_policy", "evaluate", "deploy")
 STATE_FILE = "run_state.json"
 
 
@@ -48,11 +49,15 @@ class RunState:
             self.completed.append(key)
 
     def rounds_completed(self) -> int:
-        return sum(1 for key in self.completed if key.endswith(":evaluate"))
+        return sum(1 for key in self.completed if key.endswith(":deploy"))
 
-    def latest_round_with(self, name: str) -> int | None:
-        """The newest round whose outputs include ``name``."""
-        rounds = [int(r) for r, outputs in self.rounds.items() if outputs.get(name) is not None]
+    def latest_round_with(self, name: str, before: int | None = None) -> int | None:
+        """The newest round (before round ``before``, if given) whose outputs include ``name``."""
+        rounds = [
+            int(r)
+            for r, outputs in self.rounds.items()
+            if outputs.get(name) is not None and (before is None or int(r) < before)
+        ]
         return max(rounds) if rounds else None
 
     # -- persistence --------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ labelling (``recap_advantages``, ``binarize_advantages``, ``awr_weights``, ``wvm
 ``LabellingConfig``) and the policy learner (``PolicyLearner``, ``PolicyLearnerConfig``, ``train_policy_round``,
 its Ray actor ``launch_policy_learner``). Calling a value model's ``predict`` directly, ``normalise_state`` and
 ``denormalise_state`` with a checkpoint's ``ValueDataStats`` (``norm_stats.json``) map proprioception into and
-out of its [-1, 1] range. Ray is imported only by the actor modules, and the simulator only by
-``learners.policy_sim_data`` (scripts and tests), so importing this package pulls in neither.
+out of its [-1, 1] range. Ray is imported only by the actor modules and the simulator not at all, so importing
+this package pulls in neither; scripts and tests record simulated episodes through ``actors.local``.
 """
 
 from learners.advantage import awr_weights, binarize_advantages, recap_advantages, wvm_delta

@@ -44,7 +44,13 @@ class LabellingConfig:
     value_in_model_range: bool = True
     """The value column holds y in [-1, 1] (value-model output) rather than V in (-1, 0]."""
     horizon: int = DEFAULT_HORIZON
-    """N of the N-step advantage."""
+    """N of the N-step advantage, in control steps."""
+    horizon_s: float | None = None
+    """N in seconds instead (the round driver converts it at the arms' control rate, so a 30 Hz arm looks as far
+    ahead as the 10 Hz simulator); None: ``horizon`` steps."""
+    outcome_only: bool = False
+    """Label without values: every frame of a successful episode and every correction positive, the rest negative
+    (filtered BC by outcome). The round driver's fallback when no value version passes the quality floor."""
     demo_positive_fraction: float = DEMO_POSITIVE_FRACTION
     """Fraction of demonstration frames labelled positive, per task."""
     rollout_positive_fraction: float = ROLLOUT_POSITIVE_FRACTION
@@ -132,6 +138,8 @@ def label_store(
     def success(r: EpisodeRecord) -> bool:
         return r.meta.outcome is Outcome.SUCCESS
 
+    if config.outcome_only:
+        return _label_by_outcome(store, records, config, success, log)
     values = _episode_values(store, records, config, lengths, success)
     advantages, groups, interventions = [], [], []
     for record, episode_values in zip(records, values, strict=True):
@@ -175,6 +183,29 @@ def label_store(
         log(
             f"labelling run {config.run}: {report.episodes} episodes, {report.frames} frames, "
             f"{report.positive_fraction:.1%} positive, thresholds {report.thresholds}"
+        )
+    return report
+
+
+def _label_by_outcome(
+    store: ReplayStore,
+    records: list[EpisodeRecord],
+    config: LabellingConfig,
+    success: Callable[[EpisodeRecord], bool],
+    log: Callable[[str], None] | None,
+) -> LabellingReport:
+    frames = positives = 0
+    for record in records:
+        length = record.meta.length
+        indicator = np.full(length, success(record)) | spans_to_mask(record.intervention_spans, length)
+        advantage = np.where(indicator, 1.0, -1.0).astype(np.float32)
+        store.write_derived("advantage", config.run, record.meta.episode_id, advantage)
+        store.write_derived("indicator", config.run, record.meta.episode_id, indicator)
+        frames, positives = frames + length, positives + int(indicator.sum())
+    report = LabellingReport(config.run, len(records), frames, positives / max(frames, 1), {})
+    if log is not None:
+        log(
+            f"labelling run {config.run}: by outcome, {report.episodes} episodes, {report.positive_fraction:.1%} positive"
         )
     return report
 

@@ -37,7 +37,7 @@ from policy.base import Normalizer, PolicyInputs, PolicyModel, PolicyTargets
 from policy.checkpoint import list_versions, load_model, save_policy
 from policy.config import PolicyConfig
 from policy.factory import build_model
-from replay import EpisodeFilter, FrameIndex, Outcome, ReplayStore
+from replay import TRAINING_PURPOSES, EpisodeFilter, FrameIndex, Outcome, ReplayStore
 from replay.dataset import BackgroundBatches, FrameWindowDataset, make_loader
 
 
@@ -142,6 +142,8 @@ def episode_filter_for(config: PolicyLearnerConfig, round_index: int) -> Episode
         required = (("value", config.value_key),)
     return EpisodeFilter(
         rounds=rounds,
+        # Evaluation episodes measure a policy; training on them would leak the evaluation seeds into the policy.
+        purposes=TRAINING_PURPOSES,
         outcomes=None if config.outcomes is None else tuple(Outcome(o) for o in config.outcomes),
         tasks=config.tasks,
         require_derived=required,

@@ -15,6 +15,7 @@ and reports the published version folder as the Ray Train checkpoint. Ray is imp
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from learners.value_learner import ValueLearner, ValueLearnerConfig
+from learners.value_quality import ValueFloorConfig
 from valuemodel.checkpoint import version_dir
 from valuemodel.config import ValueModelConfig
 
@@ -100,12 +102,36 @@ class ValueLearnerActor:
                 return refit_with_torch_trainer(self.config, self.model_config, round_index, self.use_gpu)
             return self.learner.refit(round_index)
 
-    def label(self, version: int | None = None) -> int:
+    def label(self, version: int | None = None, episode_filter: dict[str, Any] | None = None) -> int:
+        """Label every committed episode, or those an ``EpisodeFilter.to_dict()`` accepts."""
+        from replay import EpisodeFilter
+
         with self._busy:
-            return self.learner.label(version)
+            chosen = None if episode_filter is None else EpisodeFilter.from_dict(episode_filter)
+            return self.learner.label(version, episode_filter=chosen)
 
     def latest_version(self) -> int | None:
         return self.learner.latest_version()
+
+    def quality(self, version: int, floor: dict[str, Any]) -> dict[str, Any]:
+        with self._busy:
+            return self.learner.quality(version, ValueFloorConfig(**floor)).as_dict()
+
+    def pretrain_backbone(self, config: dict[str, Any]) -> dict[str, float]:
+        """Pretrain the video backbone on the store's recorded video (no labels) and refit from it from now on;
+        an existing, complete output folder is reused, so a resumed round 0 does not pretrain twice."""
+        from learners.backbone_pretrain import BackbonePretrainConfig, pretrain_backbone
+
+        with self._busy:
+            pretrain = BackbonePretrainConfig(**config)
+            done = Path(pretrain.out_dir) / "pretrain.json"
+            report = json.loads(done.read_text()) if done.is_file() else pretrain_backbone(pretrain)
+            self.use_backbone(pretrain.out_dir)
+            return {k: float(v) for k, v in report.items() if isinstance(v, int | float)}
+
+    def use_backbone(self, pretrained_dir: str) -> None:
+        self.learner.use_backbone(pretrained_dir)
+        self.model_config = self.learner.model_config
 
     def metrics(self) -> dict[str, float]:
         return dict(self.learner.metrics)

@@ -1,6 +1,6 @@
 """The value learner: fits a value model (ViVa, WVM or the static baseline) on a replay store, readable top to bottom.
 
-    refit(round):   frames <- every committed success/failure episode so far (EpisodeFilter)
+    refit(round):   frames <- every committed success/failure demo or rollout so far, less the held-out split
                     stats  <- state range and L_max per task (fixed for the run, saved as norm stats)
                     model  <- fresh (pretrained backbone) or, with warm_start, the latest published version
                     for step in range(steps): batch -> ValueBatch -> flow/MSE loss -> AdamW step
@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,8 @@ from learners.value_data import (
     episode_predictor,
     frame_dataset,
 )
-from replay import EpisodeFilter, FrameIndex, FrameSampler, Outcome, ReplayStore
+from learners.value_quality import ValueFloorConfig, ValueQuality, assess_values, held_out_episodes
+from replay import TRAINING_PURPOSES, EpisodeFilter, FrameIndex, FrameSampler, Outcome, ReplayStore
 from replay.dataset import make_loader
 from valuemodel.checkpoint import (
     list_versions,
@@ -87,6 +88,8 @@ class ValueLearnerConfig:
     """Steps between training-state checkpoints (a crashed learner resumes from the last one); 0: never."""
     warm_start: bool = False
     """Start each refit from the latest published version instead of a fresh (pretrained-backbone) model."""
+    warm_start_steps: int = 0
+    """Gradient steps of a warm-started refit (0: ``steps``): continuing from the last version needs fewer."""
     device: str = "auto"
     """Training device: ``auto`` (cuda when available, else cpu), ``cpu``, ``cuda``, ``cuda:1`` ..."""
     nan_policy: str = "raise"
@@ -94,6 +97,9 @@ class ValueLearnerConfig:
     ``max_nonfinite_skips`` in a row. Either way no broken model is ever published."""
     max_nonfinite_skips: int = 5
     """``nan_policy=skip``: consecutive non-finite batches tolerated."""
+    holdout_fraction: float = 0.15
+    """Fraction of labelled episodes (a stable split by episode id) kept out of training, so that the model's
+    quality is measured on episodes it never saw; evaluation episodes are never trained on either."""
     task_names: list[str] = field(default_factory=list)
     """Replay task names in the order of ``valuemodel.tasks`` (the instructions); empty: the same strings."""
     failure_penalty: float | None = None
@@ -116,6 +122,9 @@ class ValueLearnerConfig:
     """Derived-column key of the values of a version: a format string with ``{version}`` and ``{kind}``."""
     label_batch_size: int = 64
     """Frames per inference batch when labelling."""
+    label_stride: int = 1
+    """Labelling runs the model on every ``label_stride``-th step and interpolates between (ViVa, static; WVM
+    always runs every window): 1 on a GPU; larger on a CPU, where encoding every frame dominates."""
     seed: int = 0
     """Seed of initialisation, sampling order and flow-matching noise."""
     log_every: int = 100
@@ -211,9 +220,15 @@ def check_model_fits_store(model_config: ValueModelConfig, store: ReplayStore) -
         )
 
 
-def labelled_filter() -> EpisodeFilter:
-    # Unlabelled episodes have no value target (valuemodel.targets refuses them).
-    return EpisodeFilter(outcomes=(Outcome.SUCCESS, Outcome.FAILURE))
+def labelled_filter(holdout_fraction: float = 0.0) -> EpisodeFilter:
+    """The episodes a value model trains on: labelled (unlabelled ones have no target), not evaluation episodes,
+    and not the held-out split its quality is judged on (``learners.value_quality``)."""
+    return EpisodeFilter(
+        outcomes=(Outcome.SUCCESS, Outcome.FAILURE),
+        purposes=TRAINING_PURPOSES,
+        split="train",
+        holdout_fraction=holdout_fraction,
+    )
 
 
 class ValueLearner:
@@ -259,9 +274,17 @@ class ValueLearner:
     def label_key(self, version: int) -> str:
         return self.config.label_key.format(version=version, kind=self.model_config.kind)
 
-    def label(self, version: int | None = None, *, overwrite: bool = False) -> int:
-        """Write the values of ``version`` (default: the latest) for every committed episode that lacks them;
-        returns how many episodes were labelled. Recorded data is never touched."""
+    def label(
+        self,
+        version: int | None = None,
+        *,
+        overwrite: bool = False,
+        episode_filter: EpisodeFilter | None = None,
+        episode_ids: list[str] | None = None,
+    ) -> int:
+        """Write the values of ``version`` (default: the latest) for every committed episode that lacks them (of
+        those ``episode_filter`` accepts, or of ``episode_ids``); returns how many episodes were labelled.
+        Recorded data is never touched."""
         version = self.latest_version() if version is None else version
         if version is None:
             raise FileNotFoundError(f"no published value-model version under {self.root} to label with")
@@ -270,18 +293,46 @@ class ValueLearner:
         stats = ValueDataStats.from_dict(load_norm_stats(folder))
         key = self.label_key(version)
         done = set() if overwrite else self.store.derived_episode_ids("value", key)
-        todo = [e for e in self.store.episode_ids() if e not in done]
+        if episode_ids is None:
+            index = FrameIndex(self.store, episode_filter or EpisodeFilter())
+            index.refresh()
+            episode_ids = sorted(index.records)
+        todo = [e for e in episode_ids if e not in done]
         predict = self.predictor(model, stats)
         for episode_id in todo:
             self.store.write_derived("value", key, episode_id, predict(episode_id))
         log.info("labelled %d episodes with value model v%06d (key %s)", len(todo), version, key)
         return len(todo)
 
+    def quality(self, version: int, floor: ValueFloorConfig) -> ValueQuality:
+        """Held-out quality of a labelled ``version`` against ``floor`` (``learners.value_quality``)."""
+        stats = ValueDataStats.from_dict(load_norm_stats(version_dir(self.root, version)))
+        records = held_out_episodes(self.store, self.config.holdout_fraction, floor.eval_episodes)
+        self.label(version, episode_ids=[r.meta.episode_id for r in records])
+        return assess_values(
+            self.store,
+            self.label_key(version),
+            records,
+            stats.max_episode_length,
+            stats.failure_penalty,
+            floor,
+        )
+
+    def use_backbone(self, pretrained_dir: str) -> None:
+        """Start later refits from the video backbone in ``pretrained_dir`` (the round-0 pretraining's output)."""
+        self.model_config = replace(self.model_config, pretrained_dir=str(pretrained_dir))
+        check_model_fits_store(self.model_config, self.store)
+
     def predictor(self, model: Any, stats: ValueDataStats) -> Callable[[str], np.ndarray]:
         """episode id -> (T,) predicted values in the model range, batched; shares the latent cache."""
         cache = self._latent_cache(model)
         return episode_predictor(
-            self.store, model, stats, batch_size=self.config.label_batch_size, cache=cache
+            self.store,
+            model,
+            stats,
+            batch_size=self.config.label_batch_size,
+            cache=cache,
+            step_stride=self.config.label_stride,
         )
 
     def _latent_cache(self, model: Any) -> LatentCache | None:
@@ -337,7 +388,7 @@ class ValueLearner:
     def _start_run(
         self, mode: str, round_index: int, total_steps: int | None, saved: dict[str, Any] | None
     ) -> TrainingRun:
-        index = FrameIndex(self.store, labelled_filter())
+        index = FrameIndex(self.store, labelled_filter(self.config.holdout_fraction))
         if saved is not None:
             model = self.model_factory(ValueModelConfig.from_dict(saved["model_config"])).to(self.device)
             run = TrainingRun(self, model, index, mode, round_index, total_steps, saved["target_version"])
@@ -368,9 +419,14 @@ class ValueLearner:
                 return int(saved["target_version"])
         else:
             saved = None
-        run = self._start_run("refit", round_index, self.config.steps, saved)
+        steps = self.config.steps
+        if saved is not None:
+            steps = int(saved["total_steps"]) if "total_steps" in saved else steps
+        elif self.config.warm_start and self.config.warm_start_steps and self.latest_version() is not None:
+            steps = self.config.warm_start_steps
+        run = self._start_run("refit", round_index, steps, saved)
         self.model = run.model
-        run.train(self.config.steps)
+        run.train(steps)
         version = run.publish(run.target_version)
         run.published = True
         self._save_state(run)
@@ -440,6 +496,7 @@ class TrainingRun:
         keep_weights = not self.published
         return {
             "mode": self.mode, "round": self.round, "step": self.step, "chunk_end": self.chunk_end,
+            "total_steps": self.total_steps,
             "target_version": self.target_version, "published": self.published,
             "model_config": self.model.config.to_dict(),
             "model": self.model_state() if keep_weights else None,

@@ -5,6 +5,7 @@ predicts a chunk of H actions and either executes ``execute_steps`` of them open
 or (``temporal_ensemble`` > 0) predicts every step and averages every chunk's prediction for the current step
 with ACT's weights exp(-m i), oldest first. At deployment the advantage indicator is fixed to
 ``config.deploy_indicator`` ("positive" for RECAP); unconditioned policies always see "dropped".
+``discard_plan()`` drops the planned actions when a corrector takes over mid-episode.
 """
 
 from __future__ import annotations
@@ -63,9 +64,20 @@ class Policy:
 
     def reset(self, seed: int | None = None) -> None:
         self._generator.manual_seed(self.config.seed if seed is None else self.config.seed + int(seed))
+        self._step = 0
+        self.discard_plan()
+
+    def discard_plan(self) -> None:
+        """Forget every action planned so far, so that the next ``act`` predicts from its own observation.
+
+        The episode loop calls it when the corrector takes over: the queued chunk and the ensembled chunks were
+        planned from where the arm was before, and replaying them after the hand-back would drag it back there.
+        The episode's noise generator is left running, unlike in ``reset``: reseeding it here would make the
+        samples after every hand-back repeat the noise the episode started with. A model's ``reset`` clears only
+        inference state of the current plan (LeRobot's action and observation queues), so it is called too.
+        """
         self._queue.clear()
         self._chunks.clear()
-        self._step = 0
         reset_model = getattr(self.model, "reset", None)
         if reset_model is not None:
             reset_model()

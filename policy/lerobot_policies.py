@@ -77,6 +77,17 @@ class LeRobotPolicyModel(PolicyModel):
         super().__init__(config)
         self.policy = build_lerobot_policy(config)
 
+    def reset(self) -> None:
+        """Empty LeRobot's rollout queues: ACT's action queue (or its temporal ensembler), diffusion's action and
+        observation-history queues. ``Policy`` calls it at every episode start and every takeover.
+
+        ``predict_chunk`` bypasses ``select_action``, the only thing that fills them, so under vivarl they stay
+        empty; clearing them anyway means a caller of LeRobot's own rollout API (its evaluation scripts) never
+        replays actions planned before a takeover either. LeRobot's ``reset`` rebuilds only those queues;
+        weights, buffers and configuration are untouched, so it is safe mid-episode.
+        """
+        self.policy.reset()
+
     def _observation(self, inputs: PolicyInputs, indicator: torch.Tensor) -> dict[str, Any]:
         state = torch.cat([inputs.state, signed_indicator_feature(indicator)], dim=-1)
         # Images in [-1, 1]: the backbones are trained from scratch here, so any fixed centring will do.

@@ -8,11 +8,12 @@ there). Derived columns (values, advantages, indicators) are written beside reco
 imported only there); ``replay.cli`` is the ``vivarl-replay`` command.
 """
 
-from replay.sampler import EpisodeFilter, FrameIndex, FrameKey, FrameSampler
+from replay.sampler import EpisodeFilter, FrameIndex, FrameKey, FrameSampler, is_held_out
 from replay.schema import (
     DERIVED_KINDS,
     EPISODE_PURPOSES,
     SCHEMA_VERSION,
+    TRAINING_PURPOSES,
     CameraSchema,
     CorruptEpisodeError,
     EpisodeMeta,
@@ -34,6 +35,7 @@ __all__ = [
     "DERIVED_KINDS",
     "EPISODE_PURPOSES",
     "SCHEMA_VERSION",
+    "TRAINING_PURPOSES",
     "CameraSchema",
     "ChunkProblem",
     "CorruptEpisodeError",
@@ -55,4 +57,5 @@ __all__ = [
     "StoreSchema",
     "VerifyReport",
     "event_tags",
+    "is_held_out",
 ]

@@ -56,8 +56,8 @@ def _through_zarr(array: zarr.Array, chunk: int) -> np.ndarray:
 def _decode(array: zarr.Array, chunk: int, raw: bytes | memoryview | None) -> np.ndarray:
     steps = array.chunks[0]
     valid = min(steps, array.shape[0] - chunk * steps)
-    if valid <= 0:
-        raise IndexError(f"chunk {chunk} is past the end of an array of {array.shape[0]} steps")
+    if chunk < 0 or valid <= 0:
+        raise IndexError(f"chunk {chunk} is outside an array of {array.shape[0]} steps")
     dtype = np.dtype(array.dtype)
     if raw is None:
         return np.full((valid, *array.shape[1:]), array.fill_value, dtype=dtype)

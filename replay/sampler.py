@@ -7,6 +7,7 @@ keep reading with whatever they already have open. No torch here: DataLoader acc
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -18,6 +19,16 @@ from replay.store import ReplayStore
 
 FrameKey = tuple[str, int]
 InterventionFilter = Literal["any", "only", "exclude"]
+Split = Literal["all", "train", "holdout"]
+
+
+def is_held_out(episode_id: str, fraction: float) -> bool:
+    """Whether an episode falls in the held-out ``fraction``: decided by a hash of its id alone, so the split
+    never changes as episodes arrive and every process (learner, driver, evaluation CLI) agrees on it."""
+    if fraction <= 0.0:
+        return False
+    digest = hashlib.blake2b(episode_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < fraction
 
 
 @dataclass(frozen=True)
@@ -34,8 +45,15 @@ class EpisodeFilter:
     intervention: InterventionFilter = "any"
     # (kind, key) derived columns an episode must have, e.g. (("indicator", "run3"),) for policy training.
     require_derived: tuple[tuple[str, str], ...] = ()
+    # A stable split by episode id (``is_held_out``): "train" drops the held-out fraction, "holdout" keeps only it.
+    split: Split = "all"
+    holdout_fraction: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.split not in ("all", "train", "holdout"):
+            raise ValueError(f"split must be 'all', 'train' or 'holdout', got {self.split!r}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
         if self.intervention not in ("any", "only", "exclude"):
             raise ValueError(
                 f"intervention filter must be 'any', 'only' or 'exclude', got {self.intervention!r}"
@@ -56,6 +74,10 @@ class EpisodeFilter:
             and (self.tasks is None or meta.task in self.tasks)
             and (self.robots is None or meta.robot_id in self.robots)
             and (self.purposes is None or meta.purpose in self.purposes)
+            and (
+                self.split == "all"
+                or is_held_out(meta.episode_id, self.holdout_fraction) == (self.split == "holdout")
+            )
         )
 
     def step_mask(self, record: EpisodeRecord) -> np.ndarray:
@@ -84,6 +106,8 @@ class EpisodeFilter:
             purposes=tup(d.get("purposes")),
             intervention=d.get("intervention", "any"),
             require_derived=tuple(tuple(p) for p in d.get("require_derived", ())),
+            split=d.get("split", "all"),
+            holdout_fraction=float(d.get("holdout_fraction", 0.0)),
         )
 
 

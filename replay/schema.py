@@ -170,6 +170,8 @@ class StoreSchema:
 
 
 EPISODE_PURPOSES = ("demo", "rollout", "eval")
+# What learners may train on: evaluation episodes measure a policy and are never training data.
+TRAINING_PURPOSES = ("demo", "rollout")
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,9 @@ class EpisodeMeta:
     purpose: str = "rollout"
     # Free-form labels known when the episode ends, e.g. the simulator expert's "hesitation" or "retry".
     tags: tuple[str, ...] = ()
+    # The episode seed the arm was given (the simulator's scene; None on a real arm's unseeded episode). Fixed
+    # evaluation seeds make two policies' evaluations comparable episode by episode.
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.purpose not in EPISODE_PURPOSES:

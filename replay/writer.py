@@ -95,6 +95,7 @@ class EpisodeWriter:
         policy_version: str,
         task: str,
         purpose: str = "rollout",
+        seed: int | None = None,
         flush_steps: int | None = None,
         background: bool = True,
         expected_steps: int = 1024,
@@ -107,7 +108,8 @@ class EpisodeWriter:
             raise ValueError(f"flush_steps ({flush_steps}) must be a multiple of image_chunk_steps ({chunk})")
         self.flush_steps = flush_steps
         self.episode_id = new_episode_id()
-        self._meta_fields = {
+        self._meta_fields: dict[str, Any] = {
+            "seed": None if seed is None else int(seed),
             "robot_id": str(robot_id),
             "round": int(round),
             "policy_version": str(policy_version),

@@ -2,13 +2,13 @@
 
     .venv/bin/python scripts/results_valuemodel.py [--train-episodes 24] [--eval-episodes 24] [--steps 2000]
 
-Records scripted-expert episodes in the box-assembly simulator with the hesitation / drop / stall knobs on (and
-retries only in the held-out set, see below; the expert's ``events`` say which knobs fired and become the
-evaluation's episode kinds), pretrains a tiny Wan backbone on the training episodes' camera frames
-(``vivarl-pretrain-backbone``: no labels), trains each model with the value learner on the training store, evaluates
-it on held-out episodes with ``learners.evaluate_value`` and writes the side-by-side table into the "value-models"
-section of RESULTS.md (other sections are left alone) and the value-curve plots into results/. About 35 minutes on
-2 CPU cores with ``--ablate-pretraining``; not a test.
+Records scripted-expert episodes in the box-assembly simulator through the robot actor's episode loop
+(``actors.local``) with the hesitation / drop / stall knobs on (and retries only in the held-out set, see below;
+the expert's ``events`` say which knobs fired and become the evaluation's episode kinds), pretrains a tiny Wan
+backbone on the training episodes' camera frames (``vivarl-pretrain-backbone``: no labels), trains each model with
+the value learner on the training store, evaluates it on held-out episodes with ``learners.evaluate_value`` and
+writes the side-by-side table into the "value-models" section of RESULTS.md (other sections are left alone) and the
+value-curve plots into results/. About 35 minutes on 2 CPU cores with ``--ablate-pretraining``; not a test.
 
 Why retries are held out of training by default (``--train-retry 0``): the scripted expert's retry is a deliberate
 undo followed by a redo, so within a recorded episode the steps-to-go target keeps rising through the undo while
@@ -52,9 +52,9 @@ from results_archive import (  # scripts/ is on sys.path when a script runs
 )
 from results_sections import write_section
 
+from actors.local import record_demonstrations, sim_arm
 from learners.backbone_pretrain import BackbonePretrainConfig, pretrain_backbone
 from learners.evaluate_value import episode_curves, evaluate_checkpoint, kinds_from_tags
-from learners.policy_sim_data import open_sim_store, record_expert_episodes
 from learners.value_learner import ValueLearner, ValueLearnerConfig
 from replay import Outcome, ReplayStore
 from robot_io.config import ExpertConfig, SimBoxConfig
@@ -80,11 +80,16 @@ BASELINE = "static baseline"
 
 
 def record(url: str, seeds: range, expert: ExpertConfig) -> dict[str, list[str]]:
-    """Scripted-expert episodes into a new store; returns episode id -> kinds (from the knobs that fired)."""
-    sim_config = SimBoxConfig()
-    store = open_sim_store(url, sim_config)
-    episodes = record_expert_episodes(store, sim_config, expert, seeds, task=TASK)
-    return {e.episode_id: list(kinds_from_tags(e.tags, e.success)) for e in episodes}
+    """Scripted-expert episodes into a new store, through the robot actor's episode loop; returns episode id ->
+    kinds (from the knobs that fired).
+
+    The archive matches a store by its episodes' lengths, outcomes and tags (``store_content``). Recorded by the
+    loop, an episode whose item is dropped runs on to the time limit (the expert holds still), where the earlier
+    recorder stopped at the drop; every other episode is the same step for step. So a store with a drop hashes
+    differently from the archived runs recorded before, and those are not taken back for it.
+    """
+    episodes = record_demonstrations(url, sim_arm(SimBoxConfig(), expert), seeds, task=TASK)
+    return {e.episode_id: list(kinds_from_tags(e.tags, e.outcome is Outcome.SUCCESS)) for e in episodes}
 
 
 def target_reference(store: ReplayStore, kinds: dict[str, tuple[str, ...]], out: Path) -> dict[str, float]:

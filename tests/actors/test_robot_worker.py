@@ -56,6 +56,9 @@ class StandStill:
     def reset(self, seed=None):
         pass
 
+    def discard_plan(self):
+        pass
+
     def act(self, observation):
         return self.robot.hold_action()
 

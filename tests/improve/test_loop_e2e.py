@@ -24,6 +24,9 @@ SMALL = [
     "loop.episodes_per_round=3",
     "loop.eval_episodes=2",
     "value_learner.steps=20",
+    "value_learner.warm_start_steps=10",
+    "loop.backbone.vae_steps=10",
+    "loop.backbone.video_steps=10",
     "value_learner.checkpoint_every=10",
     "policy_learner.steps=30",
     "robots.sim0.sim_box.max_steps=120",
@@ -63,6 +66,24 @@ def test_main_command_runs_rounds_and_prints_the_round_table(tmp_path):
     assert_exact_counts(tmp_path / "run")
     metrics = state.rounds["1"]["metrics"]
     assert 0.0 <= metrics["eval/success_rate"] <= 1.0 and metrics["collect/intervention_rate"] >= 0.0
+    assert (
+        metrics["eval/success_ci_low"]
+        <= metrics["eval/fixed_seed_success"]
+        <= metrics["eval/success_ci_high"]
+    )
+    assert "eval/vs_round0_p" in metrics and "eval/vs_previous_diff" in metrics
+    # Every round is evaluated on the same fixed seeds, disjoint from the training episodes' seeds.
+    store = ReplayStore.open(str(tmp_path / "run" / "replay"))
+    eval_seeds = [sorted(r.meta.seed for r in committed_episodes(store, k, "eval")) for k in (0, 1)]
+    assert eval_seeds[0] == eval_seeds[1] == [1_000_000_000, 1_000_000_001]
+    training = {
+        r.meta.seed for k, p in ((0, "demo"), (1, "rollout")) for r in committed_episodes(store, k, p)
+    }
+    assert training.isdisjoint(eval_seeds[0])
+    # Round 0 pretrained the value model's backbone on its own demonstrations, and later rounds used it.
+    assert (tmp_path / "run" / "backbone" / "pretrain.json").is_file()
+    assert state.rounds["0"]["backbone_dir"].endswith("backbone")
+    assert state.rounds["1"]["gate"]["candidate"] == "v000001"
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "W&B offline runs should be written"
     assert (tmp_path / "run" / "media" / "round001_eval.mp4").stat().st_size > 0
 
@@ -88,7 +109,7 @@ def test_killed_mid_round_then_resumed_loses_and_duplicates_nothing(tmp_path):
     assert resumed.returncode == 0, out
     assert "resuming" in out
     assert_exact_counts(run_dir)
-    assert json.loads((run_dir / "run_state.json").read_text())["completed"][-1] == "1:evaluate"
+    assert json.loads((run_dir / "run_state.json").read_text())["completed"][-1] == "1:deploy"
 
 
 def test_a_value_model_the_arms_cannot_feed_is_refused_before_any_episode(tmp_path):

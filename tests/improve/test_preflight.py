@@ -25,6 +25,7 @@ def test_a_good_config_passes():
         (["robot@robots.sim1=so101"], r"arms \['sim1'\] are not simulated: set loop.outcome_source=operator"),
         (["valuemodel.cameras=[front,ceiling,wrist]"], r"valuemodel.cameras wants \[.ceiling.\]"),
         (["value_learner.store_url=/elsewhere"], "must be the run's store_url"),
+        (["loop.seed=100", "loop.eval_seed_base=1000000050"], "overlap the training episodes' seeds"),
     ],
 )
 def test_bad_configs_are_refused_with_the_fix(overrides, message):

@@ -1,4 +1,5 @@
-"""End to end on the simulator: expert episodes -> replay store -> advantage labels -> policy rounds -> run_episode."""
+"""End to end on the simulator: expert episodes (recorded by the robot actor's loop) -> replay store -> advantage
+labels -> policy rounds -> run_episode."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import numpy as np
 import pytest
 
 from actors.episode import run_episode
+from actors.local import record_demonstrations, sim_arm
 from learners.policy_data import chunk_action_stats
 from learners.policy_labels import LabellingConfig, label_store
 from learners.policy_learner import PolicyLearner, PolicyLearnerConfig, cosine_learning_rate
-from learners.policy_sim_data import open_sim_store, record_expert_episodes
 from policy import PolicyConfig, load_policy, read_meta
 from replay import ReplayStore
 from robot_io.config import ExpertConfig, SimBoxConfig
@@ -30,10 +31,9 @@ TINY_POLICY = PolicyConfig(
 @pytest.fixture(scope="module")
 def labelled_store(tmp_path_factory):
     url = str(tmp_path_factory.mktemp("policy-e2e") / "store")
-    store = open_sim_store(url, SIM)
-    record_expert_episodes(store, SIM, ExpertConfig(hesitation_prob=0.5), [0, 1], round_index=0)
-    record_expert_episodes(store, SIM, ExpertConfig(), [2], round_index=1)
-    label_store(store, LabellingConfig(run="lab0", horizon=10))
+    record_demonstrations(url, sim_arm(SIM, ExpertConfig(hesitation_prob=0.5)), [0, 1], round=0)
+    record_demonstrations(url, sim_arm(SIM), [2], round=1)
+    label_store(ReplayStore.open(url), LabellingConfig(run="lab0", horizon=10))
     return url
 
 

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import yaml
 
+from actors.local import record_demonstrations, sim_arm
 from learners.evaluate_value import evaluate_checkpoint
-from learners.policy_sim_data import open_sim_store, record_expert_episodes
 from learners.value_learner import ValueLearner, ValueLearnerConfig
+from replay import Outcome, ReplayStore
 from robot_io.config import ExpertConfig, SimBoxConfig
 from valuemodel.config import ValueModelConfig
 
@@ -26,12 +27,12 @@ SIM = SimBoxConfig(cameras=["front", "wrist"])  # 64x64 at 10 Hz, as tiny.yaml e
 
 @pytest.mark.slow
 def test_tiny_viva_trained_on_the_simulator_orders_held_out_expert_episodes(tmp_path):
-    train = open_sim_store(str(tmp_path / "train"), SIM)
     # Pauses and dropped items (picked up again) as in ordinary collected data.
-    record_expert_episodes(train, SIM, ExpertConfig(hesitation_prob=0.3, drop_prob=0.1), range(11))
-    held_out = open_sim_store(str(tmp_path / "held_out"), SIM)
-    experts = record_expert_episodes(held_out, SIM, ExpertConfig(), range(1000, 1003))
-    assert all(e.success for e in experts)
+    train = sim_arm(SIM, ExpertConfig(hesitation_prob=0.3, drop_prob=0.1))
+    record_demonstrations(str(tmp_path / "train"), train, range(11))
+    experts = record_demonstrations(str(tmp_path / "held_out"), sim_arm(SIM), range(1000, 1003))
+    assert all(e.outcome is Outcome.SUCCESS for e in experts)
+    held_out = ReplayStore.open(str(tmp_path / "held_out"))
 
     fields = yaml.safe_load((ROOT / "configs/valuemodel/tiny.yaml").read_text())
     learner_config = ValueLearnerConfig(

@@ -1,4 +1,5 @@
-"""LeRobot ACT and diffusion with the RECAP indicator as a state feature: one train step, one action each."""
+"""LeRobot ACT and diffusion with the RECAP indicator as a state feature: one train step, one action each, and
+their rollout queues emptied at a takeover."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from policy_helpers import fake_observation, tiny_batch, unit_normalizer
 from policy.checkpoint import load_policy, save_policy
 from policy.conditioning import DROPPED, POSITIVE
 from policy.config import PolicyConfig
+from policy.deploy import Policy
 from policy.factory import build_model
 
 pytest.importorskip("lerobot")
@@ -85,3 +87,27 @@ def test_indicator_is_a_signed_state_feature():
     assert state.shape == (3, 5)
     assert state[:, -1].tolist() == [-1.0, 1.0, 0.0]
     torch.testing.assert_close(state[:, :4], inputs.state)
+
+
+@pytest.mark.parametrize("kind", ["act", "diffusion"])
+def test_discarding_the_plan_empties_lerobots_queues_and_keeps_the_weights(kind):
+    torch.manual_seed(0)
+    config = tiny_lerobot_config(kind)
+    model = build_model(config).eval()
+    policy = Policy(model, unit_normalizer(config))
+    inputs, _ = tiny_batch(config, size=1)
+    observation = model._observation(inputs, inputs.indicator)
+    # LeRobot's own rollout API takes one key per camera and fills its queues with the rest of the chunk.
+    batch = {"observation.state": observation["observation.state"].reshape(1, -1)}
+    batch.update({f"observation.images.{cam}": inputs.images[cam] * 2.0 - 1.0 for cam in config.cameras})
+    model.policy.select_action(batch)
+
+    def queues():
+        # Read afresh each time: LeRobot's reset replaces the deques rather than emptying them.
+        return [model.policy._action_queue] if kind == "act" else list(model.policy._queues.values())
+
+    assert any(len(queue) for queue in queues())
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    policy.discard_plan()
+    assert not any(len(queue) for queue in queues())
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())

@@ -26,7 +26,8 @@ from results_valuemodel import evaluate_or_keep, run_data, training_record  # no
 
 from learners.backbone_pretrain import BackbonePretrainConfig  # noqa: E402
 from learners.value_learner import ValueLearnerConfig  # noqa: E402
-from replay import Outcome  # noqa: E402
+from replay import Outcome, ReplayStore  # noqa: E402
+from robot_io.config import ExpertConfig  # noqa: E402
 from valuemodel.config import ValueModelConfig  # noqa: E402
 from valuemodel.evaluate import SUMMARY_COLUMNS  # noqa: E402
 
@@ -218,3 +219,12 @@ def test_an_archived_backbone_is_keyed_by_its_recipe_and_data_not_by_its_folders
     # Another pretraining of the same recipe (another machine's losses) is not this one, and is not archived.
     assert not archive_backbone(archive, key, pretrained(tmp_path / "c" / "wan", 0.165))
     assert json.loads((archive / key / "pretrain.json").read_text())["video_loss"] == 0.177
+
+
+def test_the_studys_episodes_are_recorded_by_the_robot_actors_loop(tmp_path):
+    # Only the actor's runner writes the purpose and the seed; the episode's kinds come from its recorded tags.
+    kinds = results_valuemodel.record(str(tmp_path / "eval"), range(3, 4), ExpertConfig(hesitation_prob=1.0))
+    store = ReplayStore.open(str(tmp_path / "eval"))
+    (meta,) = [record.meta for record in store.records().values()]
+    assert (meta.purpose, meta.seed, meta.task, meta.outcome) == ("demo", 3, "box_assembly", Outcome.SUCCESS)
+    assert kinds == {meta.episode_id: ["hesitation"]} and "pause" in meta.tags

@@ -1,0 +1,136 @@
+"""Is a value version good enough to label advantages with? Judged on episodes it never trained on.
+
+The held-out episodes are the value learner's held-out split of labelled demonstrations and rollouts, plus every
+labelled evaluation episode (never trained on). On each, the predicted values (model range) are compared with the
+value target the model was trained towards (``valuemodel.targets``: the normalised return-to-go, failures
+penalised), which a real arm has too, since it needs only the outcome and the time.
+
+Rank and linear correlations are blind to scale: a curve that rises by 0.02 over an episode scores the same VOC
+and Pearson as one that rises by 1.5. The floor therefore checks
+
+- ``r2``: 1 - MSE / variance of the targets, pooled over held-out frames (a flat or shrunken curve scores <= 0);
+- ``spread``: the median over episodes of std(prediction) / std(target) (a flat curve scores about 0).
+
+VOC on held-out successes and Pearson against ground-truth progress (simulation only) are reported beside them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from replay import TRAINING_PURPOSES, EpisodeFilter, FrameIndex, Outcome, ReplayStore
+from valuemodel.metrics import pearson, voc
+from valuemodel.targets import episode_value_targets
+
+
+@dataclass
+class ValueFloorConfig:
+    """The held-out quality a value version needs before its values label advantages."""
+
+    # Off: every version labels, whatever its quality.
+    enabled: bool = True
+    min_r2: float = 0.2
+    min_spread: float = 0.3
+    # Fewer held-out episodes than this: the version is judged unmeasurable, and fails.
+    min_episodes: int = 3
+    # Evaluation episodes judged beside the held-out split: the newest round's, in seed order (each costs a
+    # labelling pass; 0 takes them all).
+    eval_episodes: int = 12
+
+
+@dataclass
+class ValueQuality:
+    episodes: int
+    r2: float
+    spread: float
+    voc: float
+    pearson_progress: float
+    passed: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, float | int | bool | str]:
+        return asdict(self)
+
+
+def held_out_episodes(store: ReplayStore, holdout_fraction: float, eval_episodes: int = 0) -> list:
+    """Commit records of labelled episodes no value model trained on: the held-out split of demonstrations and
+    rollouts, and ``eval_episodes`` evaluation episodes of the newest evaluated round (0: every one)."""
+    labelled = (Outcome.SUCCESS, Outcome.FAILURE)
+
+    def records(episode_filter: EpisodeFilter) -> list:
+        index = FrameIndex(store, episode_filter)
+        index.refresh()
+        return sorted(index.records.values(), key=lambda r: r.meta.episode_id)
+
+    held_out = records(
+        EpisodeFilter(
+            outcomes=labelled,
+            purposes=TRAINING_PURPOSES,
+            split="holdout",
+            holdout_fraction=holdout_fraction,
+        )
+    )
+    evaluations = records(EpisodeFilter(outcomes=labelled, purposes=("eval",)))
+    if evaluations:
+        newest = max(r.meta.round for r in evaluations)
+        evaluations = sorted(
+            (r for r in evaluations if r.meta.round == newest), key=lambda r: r.meta.seed or 0
+        )
+        held_out += evaluations[:eval_episodes] if eval_episodes > 0 else evaluations
+    return held_out
+
+
+def assess_values(
+    store: ReplayStore,
+    value_key: str,
+    records: list,
+    max_episode_length: dict[str, int],
+    failure_penalty: float | None,
+    floor: ValueFloorConfig,
+) -> ValueQuality:
+    """Score the ``value/<value_key>`` column on ``records`` and check it against ``floor``."""
+    predictions, targets, spreads, vocs, pearsons = [], [], [], [], []
+    for record in records:
+        meta = record.meta
+        values = store.read_derived("value", value_key, meta.episode_id)
+        if values is None or meta.length < 3 or meta.task not in max_episode_length:
+            continue
+        limit = max(max_episode_length[meta.task], meta.length)
+        target = episode_value_targets(meta.length, meta.outcome is Outcome.SUCCESS, limit, failure_penalty)
+        values = np.asarray(values, dtype=np.float64)
+        predictions.append(values)
+        targets.append(target.astype(np.float64))
+        if target.std() > 1e-6:
+            spreads.append(values.std() / target.std())
+        if meta.outcome is Outcome.SUCCESS:
+            vocs.append(voc(values))
+        if meta.has_ground_truth:
+            progress = store.read_episode(meta.episode_id, columns=["progress"])["progress"]
+            pearsons.append(pearson(values, progress))
+    episodes = len(predictions)
+    if episodes:
+        pred, target = np.concatenate(predictions), np.concatenate(targets)
+        variance = float(np.var(target))
+        r2 = 1.0 - float(np.mean((pred - target) ** 2)) / variance if variance > 1e-12 else float("nan")
+    else:
+        r2 = float("nan")
+    spread = float(np.median(spreads)) if spreads else float("nan")
+    failures = []
+    if episodes < floor.min_episodes:
+        failures.append(f"only {episodes} held-out episodes (need {floor.min_episodes})")
+    if not r2 >= floor.min_r2:
+        failures.append(f"R2 {r2:.2f} < {floor.min_r2}")
+    if not spread >= floor.min_spread:
+        failures.append(f"spread {spread:.2f} < {floor.min_spread}")
+    passed = not floor.enabled or not failures
+    return ValueQuality(
+        episodes=episodes,
+        r2=r2,
+        spread=spread,
+        voc=float(np.nanmean(vocs)) if vocs else float("nan"),
+        pearson_progress=float(np.nanmean(pearsons)) if pearsons else float("nan"),
+        passed=passed,
+        reason="; ".join(failures) if failures else "ok",
+    )

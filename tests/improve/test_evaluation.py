@@ -1,0 +1,81 @@
+"""Fixed evaluation seeds, intervals, paired comparisons and the promotion gate."""
+
+from __future__ import annotations
+
+import pytest
+from scipy import stats
+
+from improve.evaluation import (
+    GateConfig,
+    evaluation_seeds,
+    paired_comparison,
+    promote,
+    success_interval,
+)
+
+
+def outcomes(successes: list[int], base: int = 100) -> dict[str, int]:
+    return {str(base + k): int(s) for k, s in enumerate(successes)}
+
+
+def test_evaluation_seeds_are_the_same_for_every_call_and_need_a_size():
+    assert evaluation_seeds(7, 3) == [7, 8, 9] == evaluation_seeds(7, 3)
+    with pytest.raises(ValueError, match="eval_episodes"):
+        evaluation_seeds(7, 0)
+
+
+def test_success_interval_is_wilsons_and_within_ten_points_at_the_default_size():
+    low, high = success_interval(50, 100)
+    ci = stats.binomtest(50, 100).proportion_ci(method="wilson")
+    assert (low, high) == pytest.approx((ci.low, ci.high))
+    assert high - 0.5 <= 0.10 and 0.5 - low <= 0.10
+    assert success_interval(0, 10)[0] == 0.0 and success_interval(0, 10)[1] > 0.2
+
+
+def test_paired_comparison_counts_the_seeds_where_the_two_disagree():
+    reference = outcomes([1, 1, 0, 0, 1, 0])
+    candidate = outcomes([1, 0, 1, 1, 1, 1])
+    c = paired_comparison(reference, candidate)
+    assert (c.seeds, c.candidate_only, c.reference_only) == (6, 3, 1)
+    assert c.difference == pytest.approx(2 / 6)
+    assert c.p_value == pytest.approx(stats.binomtest(3, 4).pvalue)
+    assert c.ci_low < c.difference < c.ci_high
+
+
+def test_paired_comparison_uses_common_seeds_only_and_refuses_disjoint_ones():
+    c = paired_comparison(outcomes([1, 1]), outcomes([0, 0, 0]))
+    assert c.seeds == 2
+    with pytest.raises(ValueError, match="share no seed"):
+        paired_comparison(outcomes([1], base=0), outcomes([1], base=5))
+
+
+def test_the_gate_keeps_the_incumbent_when_a_broken_policy_is_offered():
+    incumbent = outcomes([1] * 40 + [0] * 60)
+    broken = outcomes([0] * 100)
+    comparison = paired_comparison(incumbent, broken)
+    assert comparison.p_worse < 1e-6
+    assert not promote(GateConfig(), comparison)
+    assert not promote(GateConfig(rule="point", margin=0.05), comparison)
+    assert promote(GateConfig(rule="always"), comparison)
+
+
+def test_the_gate_promotes_a_first_policy_an_equal_one_and_noise_within_the_margin():
+    assert promote(GateConfig(), None)
+    same = outcomes([1] * 30 + [0] * 70)
+    assert promote(GateConfig(), paired_comparison(same, same))
+    # Two seeds worse out of 100 is not significant.
+    slightly_worse = outcomes([1] * 28 + [0] * 72)
+    assert promote(GateConfig(), paired_comparison(same, slightly_worse))
+    # Significantly worse but by less than the margin: still promoted.
+    worse = outcomes([0] * 10 + [1] * 20 + [0] * 70)
+    assert not promote(GateConfig(), paired_comparison(same, worse))
+    assert promote(GateConfig(margin=0.15), paired_comparison(same, worse))
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [({"rule": "best"}, "loop.gate.rule"), ({"margin": 1.5}, "margin"), ({"alpha": 0.0}, "alpha")],
+)
+def test_a_bad_gate_config_names_the_field(fields, message):
+    with pytest.raises(ValueError, match=message):
+        GateConfig(**fields)

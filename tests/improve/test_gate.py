@@ -1,0 +1,73 @@
+"""The round driver's promotion gate on a hand-made run state: no Ray, no arms (their weights are recorded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_config import compose_config
+
+from improve.driver import RoundDriver
+from improve.run_state import RunState
+
+
+def driver_with_rounds(tmp_path: Path, *overrides: str) -> tuple[RoundDriver, list[tuple[str, str]]]:
+    config = compose_config(f"run_dir={tmp_path / 'run'}", *overrides)
+    driver = RoundDriver(config)
+    sent: list[tuple[str, str]] = []
+    driver._deploy = lambda checkpoint, version: sent.append((checkpoint, version))  # type: ignore[method-assign]
+    return driver, sent
+
+
+def evaluated(state: RunState, r: int, successes: int, episodes: int = 100) -> None:
+    checkpoint = f"/ckpt/v{r:06d}"
+    outcomes = {str(1_000_000_000 + k): int(k < successes) for k in range(episodes)}
+    state.round_outputs(r).update(policy_version=r, policy_checkpoint=checkpoint, eval_outcomes=outcomes)
+
+
+def test_a_broken_candidate_is_not_deployed_and_the_incumbent_stays(tmp_path):
+    driver, sent = driver_with_rounds(tmp_path)
+    evaluated(driver.state, 0, successes=40)
+    assert driver._stage_deploy(0)["deployed"] == "v000000"
+    driver.state.round_outputs(0).update(driver._stage_deploy(0))
+    # Round 1's policy (e.g. trained one step) solves nothing on the seeds the incumbent solved 40 of.
+    evaluated(driver.state, 1, successes=0)
+    outputs = driver._stage_deploy(1)
+    assert outputs["gate"]["promoted"] is False and outputs["gate"]["candidate"] == "v000001"
+    assert outputs["deployed"] == "v000000" and outputs["deployed_eval_round"] == 0
+    assert sent[-1] == ("/ckpt/v000000", "v000000"), "the arms must get the incumbent back"
+    driver.state.round_outputs(1).update(outputs)
+    # The next candidate is compared with the incumbent's own evaluation, not with the rejected one's.
+    evaluated(driver.state, 2, successes=45)
+    outputs = driver._stage_deploy(2)
+    assert outputs["gate"]["promoted"] is True and outputs["gate"]["incumbent"] == "v000000"
+    assert outputs["gate"]["reference_rate"] == 0.4 and outputs["deployed"] == "v000002"
+
+
+def test_the_gate_rule_always_deploys_every_new_policy(tmp_path):
+    driver, _ = driver_with_rounds(tmp_path, "loop.gate.rule=always")
+    evaluated(driver.state, 0, successes=40)
+    driver.state.round_outputs(0).update(driver._stage_deploy(0))
+    evaluated(driver.state, 1, successes=0)
+    assert driver._stage_deploy(1)["deployed"] == "v000001"
+
+
+def test_the_round_table_says_which_version_was_kept(tmp_path):
+    from improve.report import evaluation_metrics, round_table
+
+    driver, _ = driver_with_rounds(tmp_path)
+    state = driver.state
+    evaluated(state, 0, successes=40)
+    state.round_outputs(0).update(driver._stage_deploy(0))
+    evaluated(state, 1, successes=0)
+    state.round_outputs(1).update(driver._stage_deploy(1))
+    for r in (0, 1):
+        state.round_outputs(r)["metrics"] = evaluation_metrics(state, r)
+    metrics = state.round_outputs(1)["metrics"]
+    assert metrics["eval/vs_round0_diff"] == -0.4 and metrics["eval/vs_round0_p"] < 1e-6
+    assert metrics["gate/promoted"] == 0.0
+    from rich.console import Console
+
+    console = Console(width=140, record=True)
+    console.print(round_table(state))
+    text = console.export_text()
+    assert "kept v000000" in text and "40% [31-50]" in text and "-40 (0.00)" in text
