@@ -49,8 +49,10 @@ class BackboneConfig:
     when ``valuemodel.pretrained_dir`` is set (Wan2.2-TI2V-5B on a lab machine) or for the static baseline."""
 
     enabled: bool = True
-    vae_steps: int = 800
-    video_steps: int = 800
+    # Sized for the main job's 25 minutes on 2 CPU cores (the VAE's steps dominate: about 0.3 s each there);
+    # vivarl-pretrain-backbone's own defaults (1600 and 2000) reconstruct the small item better.
+    vae_steps: int = 500
+    video_steps: int = 500
     # WanTransformer3DModel kwargs on top of the size preset (the value models read the saved config).
     transformer_overrides: dict[str, int] = field(default_factory=dict)
 
@@ -87,6 +89,10 @@ class LoopConfig:
     # Retrain the policy every round (false: round 0's policy is kept all night, which measures the evaluation's
     # own noise in a study).
     retrain_policy: bool = True
+    # Where each improvement round's policy training starts: "deployed" continues from the policy deployed now
+    # (steadier from round to round on small data: the gate's incumbent is the starting point), "scratch" from
+    # policy_learner.base_checkpoint or fresh weights every round, as RECAP restarts from its pretrained model.
+    policy_start: str = "deployed"
     gate: GateConfig = field(default_factory=GateConfig)
     value_floor: ValueFloorConfig = field(default_factory=ValueFloorConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)

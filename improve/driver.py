@@ -166,13 +166,18 @@ class RoundDriver:
             keep = ("policy_version", "policy_checkpoint", "policy_final_loss")
             return {**{k: first[k] for k in keep}, "retrained": False}
         run = self.state.round_outputs(r)["labelling_run"]
-        result = ray.get(self.policy_learner.train_round.remote(r, run))
+        previous = self.state.latest_round_with("deployed", before=r)
+        start_from = None
+        if self.config.loop.policy_start == "deployed" and previous is not None:
+            start_from = self.state.round_outputs(previous)["deployed_checkpoint"]
+        result = ray.get(self.policy_learner.train_round.remote(r, run, start_from))
         return {
             "policy_version": int(result["version"]),
             "policy_checkpoint": result["checkpoint"],
             "policy_final_loss": result["final_loss"],
             "policy_samples_per_s": result["samples_per_s"],
             "policy_data_wait_fraction": result["data_wait_fraction"],
+            "policy_started_from": start_from,
             "retrained": True,
         }
 

@@ -27,6 +27,8 @@ def check_config(config: VivarlConfig) -> None:
             f"evaluation seeds [{loop.eval_seed_base}, {eval_high}) overlap the training episodes' seeds "
             f"[{train_low}, {train_high}) of loop.seed={loop.seed}: move loop.eval_seed_base outside them"
         )
+    if loop.policy_start not in ("deployed", "scratch"):
+        raise PreflightError(f"loop.policy_start must be 'deployed' or 'scratch', got {loop.policy_start!r}")
     if loop.outcome_source not in ("simulator", "operator"):
         raise PreflightError(
             f"loop.outcome_source must be 'simulator' or 'operator', got {loop.outcome_source!r}"

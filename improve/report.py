@@ -83,7 +83,7 @@ def round_table(state: RunState) -> Table:
         "vs prev\n(p)",
         "succ/h\neval",
         "interv\nrate",
-        "value\nR2/VOC",
+        "value\nshapeR2/VOC",
         "policy",
         "wall\nmin",
     )
@@ -128,7 +128,7 @@ def _value_cell(outputs: dict[str, Any]) -> str:
     quality = outputs.get("value_quality")
     if not quality:
         return "progress" if outputs.get("labelling_run", "").endswith("-progress") else "-"
-    cell = f"{quality['r2']:.2f}/{quality['voc']:.2f}"
+    cell = f"{quality.get('shape_r2', quality['r2']):.2f}/{quality['voc']:.2f}"
     if not quality.get("passed"):
         used = outputs.get("value_used")
         cell += f" fail→{'v' + str(used) if used is not None else 'outcome'}"

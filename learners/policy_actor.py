@@ -16,8 +16,10 @@ class PolicyLearnerActor:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         self.learner = PolicyLearner(config, log=log.info)
 
-    def train_round(self, round_index: int, labelling_run: str | None) -> dict[str, Any]:
-        result = self.learner.train_round(round_index, labelling_run)
+    def train_round(
+        self, round_index: int, labelling_run: str | None, start_from: str | None = None
+    ) -> dict[str, Any]:
+        result = self.learner.train_round(round_index, labelling_run, start_from)
         return {
             "checkpoint": str(result.checkpoint),
             "version": result.version,

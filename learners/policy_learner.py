@@ -331,7 +331,12 @@ class PolicyLearner:
         self.config = config
         self.log = log
 
-    def train_round(self, round_index: int, labelling_run: str | None = None) -> PolicyTrainResult:
-        """Train round ``round_index``; ``labelling_run`` overrides the config's (each round relabels)."""
+    def train_round(
+        self, round_index: int, labelling_run: str | None = None, start_from: str | None = None
+    ) -> PolicyTrainResult:
+        """Train round ``round_index``; ``labelling_run`` overrides the config's (each round relabels), and
+        ``start_from`` a checkpoint to continue from (the round driver's deployed policy)."""
         config = self.config if labelling_run is None else replace(self.config, labelling_run=labelling_run)
+        if start_from is not None:
+            config = replace(config, base_checkpoint=start_from, restart_each_round=True)
         return train_policy_round(config, round_index, self.log)

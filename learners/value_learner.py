@@ -97,9 +97,10 @@ class ValueLearnerConfig:
     ``max_nonfinite_skips`` in a row. Either way no broken model is ever published."""
     max_nonfinite_skips: int = 5
     """``nan_policy=skip``: consecutive non-finite batches tolerated."""
-    holdout_fraction: float = 0.15
+    holdout_fraction: float = 0.0
     """Fraction of labelled episodes (a stable split by episode id) kept out of training, so that the model's
-    quality is measured on episodes it never saw; evaluation episodes are never trained on either."""
+    quality is measured on episodes it never saw (the main job holds out 15%); evaluation episodes are never
+    trained on either."""
     task_names: list[str] = field(default_factory=list)
     """Replay task names in the order of ``valuemodel.tasks`` (the instructions); empty: the same strings."""
     failure_penalty: float | None = None

@@ -20,9 +20,9 @@ def test_round_trip_and_resume_point(tmp_path):
 
 def test_marking_twice_records_once_and_unknown_stage_is_refused(tmp_path):
     state = RunState(run_name="n", config_fingerprint="f")
-    state.mark_done(1, "evaluate", 1.0)
-    state.mark_done(1, "evaluate", 2.0)
-    assert state.completed == ["1:evaluate"] and state.rounds_completed() == 1
+    state.mark_done(1, "deploy", 1.0)
+    state.mark_done(1, "deploy", 2.0)
+    assert state.completed == ["1:deploy"] and state.rounds_completed() == 1
     with pytest.raises(RunStateError, match="unknown stage"):
         state.mark_done(1, "celebrate", 0.0)
 
