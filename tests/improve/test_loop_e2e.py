@@ -84,6 +84,8 @@ def test_main_command_runs_rounds_and_prints_the_round_table(tmp_path):
     assert (tmp_path / "run" / "backbone" / "pretrain.json").is_file()
     assert state.rounds["0"]["backbone_dir"].endswith("backbone")
     assert state.rounds["1"]["gate"]["candidate"] == "v000001"
+    # Round 1's policy continued from the one deployed after round 0.
+    assert state.rounds["1"]["policy_started_from"] == state.rounds["0"]["deployed_checkpoint"]
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "W&B offline runs should be written"
     assert (tmp_path / "run" / "media" / "round001_eval.mp4").stat().st_size > 0
 

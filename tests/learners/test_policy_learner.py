@@ -138,3 +138,16 @@ def test_chunk_action_stats_are_per_chunk_step_and_relative_where_asked(labelled
             targets.append(window)
     np.testing.assert_allclose(stats["mean"], np.mean(targets, 0), atol=1e-5)
     np.testing.assert_allclose(stats["std"], np.std(targets, 0), atol=1e-5)
+
+
+def test_a_round_can_continue_from_the_deployed_policy_rather_than_the_newest_one(labelled_store, tmp_path):
+    learner = PolicyLearner(
+        learner_config(labelled_store, str(tmp_path / "ckpt"), extraction="bc", labelling_run=None),
+        log=lambda _: None,
+    )
+    deployed = learner.train_round(0).checkpoint
+    rejected = learner.train_round(1).checkpoint
+    # The gate kept round 0's policy: round 2 continues from it, not from the newest (rejected) version.
+    meta = read_meta(learner.train_round(2, start_from=str(deployed)).checkpoint)
+    assert meta["started_from"] == str(deployed) != str(rejected)
+    assert read_meta(learner.train_round(3).checkpoint)["started_from"] is None
