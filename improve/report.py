@@ -203,7 +203,12 @@ def round_media(
 
         # Curves of the round's new version on episodes it never trained on, successes and failures alike.
         value_key = value_key_format.format(version=version)
-        held_out = [r for r in held_out_episodes(store, holdout_fraction) if r.meta.has_ground_truth]
+        valued = store.derived_episode_ids("value", value_key)
+        held_out = [
+            r
+            for r in held_out_episodes(store, holdout_fraction)
+            if r.meta.has_ground_truth and r.meta.episode_id in valued
+        ]
         chosen = [r for r in held_out if r.meta.outcome.value == "success"][:3]
         chosen += [r for r in held_out if r.meta.outcome.value != "success"][: 6 - len(chosen)]
         curves = []

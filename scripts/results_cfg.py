@@ -17,11 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_sections import write_section  # scripts/ is on sys.path when a script runs
+
 from actors.local import evaluate_policy, sim_arm
 from improve.evaluation import paired_comparison, success_interval
 from improve.run_state import RunState
 from robot_io.config import SimBoxConfig
-from scripts.results_sections import write_section
 
 
 def main() -> None:
@@ -42,10 +43,14 @@ def main() -> None:
     outputs = state.round_outputs(last)
     reference = state.round_outputs(outputs["deployed_eval_round"])["eval_outcomes"]
     seeds = sorted(int(s) for s in reference)
+    checkpoint = Path(outputs["deployed_checkpoint"])
+    if not checkpoint.is_absolute() and not checkpoint.exists():
+        # The run wrote paths relative to the folder it was started in: <that folder>/runs/<run>.
+        checkpoint = args.run_dir.resolve().parents[1] / checkpoint
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as work:
         guided = evaluate_policy(
-            outputs["deployed_checkpoint"],
+            checkpoint,
             str(Path(work) / "store"),
             sim_arm(SimBoxConfig()),
             seeds,

@@ -12,11 +12,11 @@ import os
 import time
 from pathlib import Path
 
+from results_sections import write_section  # scripts/ is on sys.path when a script runs
 from rich.console import Console
 
 from improve.report import round_table, stage_table
 from improve.run_state import RunState
-from scripts.results_sections import write_section
 
 
 def render(state: RunState) -> str:
