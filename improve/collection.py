@@ -17,6 +17,10 @@ from replay import EpisodeFilter, FrameIndex, Outcome, ReplayStore
 log = logging.getLogger(__name__)
 
 
+# Seeds an attempt may draw before the next attempt's range starts.
+SEEDS_PER_ATTEMPT = 10_000
+
+
 class CollectionError(RuntimeError):
     pass
 
@@ -34,6 +38,22 @@ def spread_seeds(seeds: list[int], arms: list[str]) -> dict[str, list[int]]:
     for k, seed in enumerate(seeds):
         plan[arms[k % len(arms)]].append(seed)
     return {arm: seeds for arm, seeds in plan.items() if seeds}
+
+
+def seeds_to_collect(
+    committed: list[Any], target: int, seed_base: int, attempt: int, seeds: list[int] | None = None
+) -> list[int]:
+    """The seeds still to run, given the episodes of (round, purpose) already committed.
+
+    Fixed ``seeds`` (evaluation): exactly those not committed yet. Otherwise new seeds that never repeat, across
+    attempts and driver restarts alike (arms finish out of order, so the committed seeds need not be the first
+    ones): a retried episode is a new one, not a replay of a torn one.
+    """
+    have = {r.meta.seed for r in committed if r.meta.seed is not None}
+    if seeds is not None:
+        return [s for s in seeds if s not in have]
+    first = max(seed_base + attempt * SEEDS_PER_ATTEMPT, max(have, default=seed_base - 1) + 1)
+    return list(range(first, first + max(0, target - len(committed))))
 
 
 def wait_until_reachable(actor: Any, timeout_s: float) -> bool:
@@ -82,13 +102,7 @@ def collect(
         committed = committed_episodes(store, round_index, purpose)
         done = len(committed)
         on_progress(done)
-        if seeds is not None:
-            have = {r.meta.seed for r in committed}
-            todo = [s for s in seeds if s not in have]
-        else:
-            # Seeds never repeat across attempts, so a retried episode is a new one, not a replay of a torn one.
-            first = seed_base + attempt * 10_000 + done
-            todo = list(range(first, first + max(0, target - done)))
+        todo = seeds_to_collect(committed, target, seed_base, attempt, seeds)
         if not todo:
             return committed
         before_attempt()

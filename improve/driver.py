@@ -1,6 +1,7 @@
 """The round driver: the one place that wires arms, replay, learners and models together with Ray.
 
-Each round runs named, timed stages (collect → refit value → label advantages → train policy → deploy → evaluate),
+Each round runs named, timed stages (collect → refit value → label advantages → train policy → evaluate → deploy,
+where a promotion gate decides whether the new policy replaces the deployed one),
 blocking on the remote results it needs. A stage is marked done in ``run_state.json`` only once its effects are
 durable, so ``vivarl`` with the same ``run_dir`` resumes at the first unfinished stage.
 """
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 def config_fingerprint(config: VivarlConfig) -> str:
     """What must not change between a run and its resumption (the arms and the loop's sizes may)."""
     keep = {k: v for k, v in asdict(config).items() if k in ("task", "valuemodel", "labelling")}
+    # Rounds are compared on the evaluation seeds: other seeds after a resume would leave nothing to pair.
+    keep["eval_seed_base"] = config.loop.eval_seed_base
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -189,8 +192,18 @@ class RoundDriver:
         records = self._collect(
             r, "eval", len(seeds), seeds=seeds, before_attempt=lambda: self._send(candidate)
         )
-        outcomes = {str(rec.meta.seed): int(rec.meta.outcome is Outcome.SUCCESS) for rec in records}
-        return {"evaluated": len(records), "eval_outcomes": outcomes}
+        # An episode the operator left unlabelled is no failure: it is left out, and paired tests use the seeds
+        # both policies have outcomes for.
+        outcomes = {
+            str(rec.meta.seed): int(rec.meta.outcome is Outcome.SUCCESS)
+            for rec in records
+            if rec.meta.outcome is not Outcome.UNLABELLED
+        }
+        return {
+            "evaluated": len(records),
+            "eval_outcomes": outcomes,
+            "eval_unlabelled": len(records) - len(outcomes),
+        }
 
     def _stage_deploy(self, r: int) -> dict[str, Any]:
         """The promotion gate: deploy the new policy unless, on the same seeds, it is significantly worse than the
@@ -384,7 +397,8 @@ class RoundDriver:
             state.save(self.run_dir)
         elif state.config_fingerprint != fingerprint:
             raise SystemExit(
-                f"vivarl: {self.run_dir} was started with a different task, value model or labelling config; "
+                f"vivarl: {self.run_dir} was started with a different task, value model, labelling config or "
+                "loop.eval_seed_base; "
                 "resume it with the same settings, or choose a new run_dir"
             )
         return state

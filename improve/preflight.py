@@ -19,6 +19,13 @@ def check_config(config: VivarlConfig) -> None:
             raise PreflightError(f"loop.{name} must be at least 1, got {getattr(loop, name)}")
     if loop.rounds < 0:
         raise PreflightError(f"loop.rounds must be >= 0, got {loop.rounds}")
+    from improve.collection import SEEDS_PER_ATTEMPT
+
+    if loop.max_collect_attempts * SEEDS_PER_ATTEMPT > loop.ROUND_STRIDE:
+        raise PreflightError(
+            f"loop.max_collect_attempts={loop.max_collect_attempts} would draw training seeds from the next "
+            f"round's range; use at most {loop.ROUND_STRIDE // SEEDS_PER_ATTEMPT}"
+        )
     train_low = loop.training_seed_base(0)
     train_high = loop.training_seed_base(loop.rounds + 1)
     eval_high = loop.eval_seed_base + loop.eval_episodes

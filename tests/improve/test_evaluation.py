@@ -79,3 +79,21 @@ def test_the_gate_promotes_a_first_policy_an_equal_one_and_noise_within_the_marg
 def test_a_bad_gate_config_names_the_field(fields, message):
     with pytest.raises(ValueError, match=message):
         GateConfig(**fields)
+
+
+class _Record:
+    def __init__(self, seed):
+        self.meta = type("Meta", (), {"seed": seed})()
+
+
+def test_training_seeds_never_repeat_after_a_restart_and_evaluation_reruns_only_missing_seeds():
+    from improve.collection import seeds_to_collect
+
+    # Arms finished out of order before a crash: seeds 0, 1, 2 and 4 of 0-19 are committed.
+    committed = [_Record(s) for s in (100, 101, 102, 104)]
+    todo = seeds_to_collect(committed, target=20, seed_base=100, attempt=0)
+    assert len(todo) == 16 and min(todo) == 105 and not {100, 101, 102, 104} & set(todo)
+    assert min(seeds_to_collect(committed, 20, 100, attempt=1)) == 100 + 10_000
+    assert seeds_to_collect([], 3, 100, 0) == [100, 101, 102]
+    fixed = [7, 8, 9, 10]
+    assert seeds_to_collect([_Record(8), _Record(10)], 4, 0, 3, seeds=fixed) == [7, 9]
