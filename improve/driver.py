@@ -105,8 +105,9 @@ class RoundDriver:
         return {"collected": len(records), "purpose": purpose}
 
     def _stage_refit_value(self, r: int) -> dict[str, Any]:
-        """Refit, label every episode with the new version, and judge it on held-out episodes: a version below
-        the quality floor is published (for inspection) but not used; the last version that passed is."""
+        """Refit, judge the new version on held-out episodes, and write the values of the version to use for the
+        training episodes: a version below the quality floor is published (for inspection) but not used; the
+        last version that passed is, or none (outcome labels)."""
         import ray
 
         if not self.config.loop.use_learned_value:

@@ -128,7 +128,7 @@ def _value_cell(outputs: dict[str, Any]) -> str:
     quality = outputs.get("value_quality")
     if not quality:
         return "progress" if outputs.get("labelling_run", "").endswith("-progress") else "-"
-    cell = f"{quality.get('shape_r2', quality['r2']):.2f}/{quality['voc']:.2f}"
+    cell = f"{quality['shape_r2']:.2f}/{quality['voc']:.2f}"
     if not quality.get("passed"):
         used = outputs.get("value_used")
         cell += f" fail→{'v' + str(used) if used is not None else 'outcome'}"
