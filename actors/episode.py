@@ -24,7 +24,10 @@ class ActionSource(Protocol):
 
     def reset(self, seed: int | None = None) -> None: ...
 
-    def act(self, observation: Observation) -> np.ndarray: ...
+    def act(self, observation: Observation) -> np.ndarray | None:
+        """The action for this step, or None when none is ready (an asynchronous policy whose next chunk is still
+        being predicted): the loop then holds the arm for the step and counts it, rather than wait."""
+        ...
 
     def discard_plan(self) -> None:
         """Forget actions planned from earlier observations; the loop calls it when a corrector takes over.
@@ -75,6 +78,8 @@ class EpisodeResult:
     final_progress: float | None
     intervention_steps: int
     wall_time_s: float
+    # Steps the arm was held because the policy had no action ready (asynchronous inference running late).
+    inference_holds: int = 0
     safety: dict[str, int] = field(default_factory=dict)
     # The observation after the last action: what the outcome is judged on.
     final_observation: Observation | None = field(default=None, repr=False)
@@ -108,7 +113,7 @@ def run_episode(
     discard_plan = policy.discard_plan
     policy.reset(seed)
     observation = robot.start_episode(seed)
-    steps = interventions = 0
+    steps = interventions = holds = 0
     intervening = False
     next_tick = time.monotonic()
     while steps < max_steps and not episode_finished(observation):
@@ -120,6 +125,10 @@ def run_episode(
             discard_plan()
         intervening = intervention
         requested = correction if intervention else policy.act(observation)
+        if requested is None:
+            # Held from the last reading: no read of its own, and the safety layer still applies to it.
+            requested = robot.hold_action()
+            holds += 1
         applied = robot.send_action(requested)
         if on_step is not None:
             on_step(Step(observation=observation, action=applied, intervention=intervention))
@@ -147,6 +156,7 @@ def run_episode(
         final_progress=info.get("progress"),
         intervention_steps=interventions,
         wall_time_s=time.monotonic() - start,
+        inference_holds=holds,
         safety={key: safety_after[key] - safety_before[key] for key in safety_after},
         final_observation=observation,
     )

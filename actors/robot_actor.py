@@ -17,6 +17,7 @@ from actors.collect import collect_episode
 from actors.episode import ActionSource, TeleoperatorAsPolicy
 from actors.outcome import make_labeller
 from actors.weights import PackedCheckpoint, unpack_checkpoint
+from policy.async_chunks import AsyncChunkPolicy, InferenceConfig
 from replay import ReplayStore, StoreSchema
 from robot_io import RobotConfig, make_robot
 from robot_io.robot import Teleoperator
@@ -34,10 +35,10 @@ class ActorSettings:
     # "simulator" (ground truth) or "operator" (a prompt on the arm's node, unlabelled after the time-out).
     outcome_source: str = "simulator"
     outcome_timeout_s: float = 20.0
-    # Pace the loop at the arm's control rate (real arms); the simulator runs as fast as it can.
-    realtime: bool = False
     # Torch device for policy inference on the arm's node.
     device: str = "cpu"
+    # On the control thread, or chunks predicted in a worker thread (the default on paced, i.e. real, arms).
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     store_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,11 +79,19 @@ class RobotWorker:
         from policy import load_policy
 
         folder = unpack_checkpoint(self._pending)
-        policy = load_policy(folder, device=self.settings.device)
-        if self._policy_dir is not None:
-            shutil.rmtree(self._policy_dir, ignore_errors=True)
+        policy: ActionSource = load_policy(folder, device=self.settings.device)
+        if self.settings.inference.is_async(self.settings.robot.is_paced):
+            policy = AsyncChunkPolicy(policy, self.settings.inference)
+        self._close_policy()
         self.policy, self.policy_version, self._policy_dir = policy, self._pending.version, folder
         self._pending = None
+
+    def _close_policy(self) -> None:
+        close = getattr(self.policy, "close", None)
+        if close is not None:
+            close()  # an asynchronous policy's inference thread
+        if self._policy_dir is not None:
+            shutil.rmtree(self._policy_dir, ignore_errors=True)
 
     # -- episodes -----------------------------------------------------------------------------------------
     def run_episodes(self, purpose: str, round: int, seeds: list[int]) -> list[dict]:
@@ -107,7 +116,7 @@ class RobotWorker:
                 max_steps=self._max_steps(),
                 seed=seed,
                 teleop=teleop,
-                realtime=self.settings.realtime,
+                realtime=self.settings.robot.is_paced,
                 episode_events=events,
             )
             summaries.append(
@@ -132,6 +141,7 @@ class RobotWorker:
             "node": socket.gethostname(),
             "pid": os.getpid(),
             "control_hz": self.robot.spec.control_hz,
+            "spec": self.robot.spec.to_dict(),
             "policy_version": self.policy_version,
             "safety": self.robot.stats.as_dict(),
         }
@@ -144,8 +154,7 @@ class RobotWorker:
 
     def close(self) -> None:
         self.robot.disconnect()
-        if self._policy_dir is not None:
-            shutil.rmtree(self._policy_dir, ignore_errors=True)
+        self._close_policy()
 
     # -- internals ----------------------------------------------------------------------------------------
     def _sources(self, purpose: str) -> tuple[ActionSource, Teleoperator | None, Any]:

@@ -1,7 +1,8 @@
 """Robot bridge latency: one control step (get_observation + send_action) through the bridge, against raw ZeroMQ.
 
 Run: ``.venv/bin/python benchmarks/bench_bridge.py [--steps N]``. Everything is on loopback. Each row times N
-control steps from the actor's side; the floor is a bare ZeroMQ DEALER/ROUTER exchange of exactly the bytes the
+control steps from the actor's side, through the actor's ``SafeRobot`` around the client (the path an arm's
+actor takes: any extra request the safety layer made per step would show here); the floor is a bare ZeroMQ DEALER/ROUTER exchange of exactly the bytes the
 bridge puts on the wire for that step (observation request and reply, action request and reply), measured in the
 same run with the same security. Servers run in child processes (as on a separate control PC), and bridge and
 floor steps alternate, so that both see the same load on a shared machine. The ratio bridge/floor at p99 is the
@@ -27,7 +28,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from robot_io.bridge import BridgeClient, BridgeServer, generate_keys, wire
 from robot_io.bridge.keys import apply_client_curve, apply_server_curve, load_public_key, load_secret_keys
 from robot_io.config import BridgeClientConfig, BridgeServerConfig, RobotConfig
-from robot_io.safety import SafetyConfig
+from robot_io.safety import SafeRobot, SafetyConfig
 from robot_io.spec import CameraSpec, Observation, RobotSpec
 
 ACTION_DIM = 6
@@ -100,7 +101,7 @@ def wire_messages(arm: StaticArm) -> list[tuple[bytes, bytes]]:
     return [
         (
             wire.pack_request(wire.GET_OBSERVATION, session, 1),
-            wire.pack_reply(1, {"observation": observation}),
+            wire.pack_reply(1, {"observation": observation, "hold": action}),
         ),
         (
             wire.pack_request(wire.SEND_ACTION, session, 2, {"action": action, "age_s": 0.0}),
@@ -186,11 +187,14 @@ def compare(
     if keys is not None:
         apply_client_curve(dealer, load_secret_keys(keys.client.secret), load_public_key(keys.server.public))
     client = BridgeClient(BridgeClientConfig(address=bridge_endpoint, allow_plaintext=keys is None, **curve))
+    # The path an arm's actor takes: the client behind the actor's own safety layer (the watchdog's thread off,
+    # so that only the step itself is timed).
+    robot = SafeRobot(client, SafetyConfig(watchdog_timeout_s=0.0))
     action = np.zeros(ACTION_DIM, dtype=np.float32)
 
     def bridge_step() -> None:
-        client.get_observation()
-        client.send_action(action)
+        robot.get_observation()
+        robot.send_action(action)
 
     def floor_step() -> None:
         for request in requests:
@@ -203,8 +207,8 @@ def compare(
             ServerProcess(serve_floor, floor_endpoint, cameras, size, keys),
         ):
             dealer.connect(floor_endpoint)
-            with client:
-                client.start_episode(seed=0)
+            with robot:
+                robot.start_episode(seed=0)
                 return interleaved(steps, bridge_step, floor_step if with_floor else None)
     finally:
         dealer.close(linger=0)

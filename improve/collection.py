@@ -85,6 +85,8 @@ def collect(
     before_attempt: Callable[[], None] = lambda: None,
     on_progress: Callable[[int], None] = lambda done: None,
     restart_timeout_s: float = 300.0,
+    max_arm_failures: int = 0,
+    on_set_aside: Callable[[str, str], None] = lambda arm, reason: None,
 ) -> list[Any]:
     """Make the store hold ``target`` committed episodes of (round, purpose); returns their records.
 
@@ -95,9 +97,16 @@ def collect(
     ``before_attempt`` runs before each attempt (the driver re-sends the deployed policy there, since a
     restarted actor comes back without one). An arm that Ray is restarting is waited for, up to
     ``restart_timeout_s``, before the next attempt.
+
+    An arm that fails ``max_arm_failures`` times (0: never) is set aside for the rest of the stage, and
+    ``on_set_aside(arm, reason)`` is told: the stage finishes on the other arms, and the next stage tries it
+    again. With no arm left the stage fails, naming each arm's last error.
     """
     import ray
 
+    actors = dict(actors)
+    failures: dict[str, int] = {}
+    last_error: dict[str, str] = {}
     for attempt in range(max_attempts):
         committed = committed_episodes(store, round_index, purpose)
         done = len(committed)
@@ -117,11 +126,30 @@ def collect(
                 ray.get(ready[0])
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
                 log.warning("arm %s failed during %s of round %d: %s", arm, purpose, round_index, err)
-                if isinstance(err, ray.exceptions.ActorUnavailableError):
+                failures[arm] = failures.get(arm, 0) + 1
+                last_error[arm] = _first_line(err)
+                if max_arm_failures and failures[arm] >= max_arm_failures:
+                    reason = f"failed {failures[arm]} times: {last_error[arm]}"
+                    log.error(
+                        "arm %s set aside for the rest of round %d's %s: %s",
+                        arm,
+                        round_index,
+                        purpose,
+                        reason,
+                    )
+                    on_set_aside(arm, reason)
+                    del actors[arm]
+                elif isinstance(err, ray.exceptions.ActorUnavailableError):
                     # Ray is still restarting the arm's process: an attempt made now would fail at once, so
                     # without waiting a slow restart (a loaded machine, a robot's slow connect) burns them all.
                     wait_until_reachable(actors[arm], restart_timeout_s)
             on_progress(len(committed_episodes(store, round_index, purpose)))
+        if not actors:
+            arms = "; ".join(f"{arm}: {error}" for arm, error in sorted(last_error.items()))
+            raise CollectionError(
+                f"round {round_index}: every arm was set aside during {purpose} ({arms}); fix them and run the "
+                "same command again to resume"
+            )
     records = committed_episodes(store, round_index, purpose)
     if seeds is not None:
         target = len(seeds)
@@ -149,3 +177,10 @@ def episode_metrics(records: list[Any], control_hz: float) -> dict[str, float]:
         "successes_per_hour": successes / robot_hours if robot_hours > 0 else 0.0,
         "unlabelled": float(len(records) - len(labelled)),
     }
+
+
+def _first_line(err: BaseException) -> str:
+    """The root cause's message, one line: Ray wraps a remote error in a traceback."""
+    cause = getattr(err, "cause", None) or err
+    text = str(cause).strip().splitlines()
+    return text[-1] if text else type(cause).__name__

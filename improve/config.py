@@ -18,6 +18,7 @@ from learners.policy_labels import LabellingConfig
 from learners.policy_learner import PolicyLearnerConfig
 from learners.value_learner import ValueLearnerConfig
 from learners.value_quality import ValueFloorConfig
+from policy.async_chunks import InferenceConfig
 from robot_io.config import RobotConfig
 from valuemodel.config import ValueModelConfig
 
@@ -79,11 +80,12 @@ class LoopConfig:
     seed: int = 0
     # Attempts to collect a stage's episodes when arms fail mid-stage, before the run stops with an error.
     max_collect_attempts: int = 5
+    # An arm that fails this often in one stage is set aside until the next stage, and the stage finishes on the
+    # others (the round table names it); the run stops only when no arm is left. 0: never set an arm aside.
+    arm_failures_to_set_aside: int = 2
     # "simulator" (ground truth) or "operator" (a prompt on each arm's node; unlabelled after the time-out).
     outcome_source: str = "simulator"
     outcome_timeout_s: float = 20.0
-    # Pace actors at the arms' control rate (real arms); the simulator runs as fast as it can.
-    realtime: bool = False
     # Advantage labelling: the policy learner trains on the indicators of each round's labelling run.
     use_learned_value: bool = True
     # Retrain the policy every round (false: round 0's policy is kept all night, which measures the evaluation's
@@ -140,6 +142,8 @@ class VivarlConfig:
         )
     )
     demo: DemoBatchConfig = field(default_factory=DemoBatchConfig)
+    # How the arms' actors run the policy: chunks predicted off the control thread on paced (real) arms.
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
 
 def register_configs() -> None:

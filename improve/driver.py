@@ -31,6 +31,7 @@ from learners.policy_actor import launch_policy_learner
 from learners.policy_labels import label_store
 from learners.value_actor import launch_value_learner
 from replay import TRAINING_PURPOSES, EpisodeFilter, Outcome, ReplayStore
+from robot_io.spec import RobotSpec
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class RoundDriver:
         self.monitor: RoundMonitor | None = None
         self._deployed: tuple[str, Any] | None = None
         self._control_hz = 10.0
+        # Arms set aside during the stage running now: arm -> "<purpose>: <reason>".
+        self._set_aside: dict[str, str] = {}
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> RunState:
@@ -83,8 +86,13 @@ class RoundDriver:
                 for stage in STAGES:
                     if self.state.is_done(round_index, stage):
                         continue
+                    self._set_aside = {}
                     with stage_timer(self.console, round_index, stage) as timer:
                         outputs = getattr(self, f"_stage_{stage}")(round_index)
+                    if self._set_aside:
+                        # Which arm sat out which stage, and why: the round table and W&B show it.
+                        previous = self.state.round_outputs(round_index).get("arms_set_aside", {})
+                        outputs["arms_set_aside"] = {**previous, **self._set_aside}
                     self.state.mark_done(round_index, stage, timer.seconds, **outputs)
                     self.state.save(self.run_dir)
                 self._report_round(round_index)
@@ -251,6 +259,10 @@ class RoundDriver:
         seeds: list[int] | None = None,
         before_attempt: Callable[[], None] | None = None,
     ) -> list[Any]:
+        def set_aside(arm: str, reason: str) -> None:
+            self.console.print(f"[red]arm {arm} set aside for round {r}'s {purpose}: {reason}")
+            self._set_aside.setdefault(arm, f"{purpose}: {reason}")
+
         with progress_bar(self.console, f"round {r} {purpose}", target) as advance:
             return collect(
                 self._store(),
@@ -263,6 +275,8 @@ class RoundDriver:
                 max_attempts=self.config.loop.max_collect_attempts,
                 before_attempt=before_attempt or (lambda: None),
                 on_progress=advance,
+                max_arm_failures=self.config.loop.arm_failures_to_set_aside,
+                on_set_aside=set_aside,
             )
 
     def _pack(self, checkpoint: str, version: str) -> Any:
@@ -333,6 +347,7 @@ class RoundDriver:
         }
         metrics |= evaluation_metrics(self.state, r)
         metrics["labels/positive_fraction"] = outputs.get("positive_fraction", float("nan"))
+        metrics["arms/set_aside"] = float(len(outputs.get("arms_set_aside", {})))
         quality = outputs.get("value_quality") or {}
         metrics |= {f"value/{k}": float(v) for k, v in quality.items() if isinstance(v, int | float)}
         metrics |= {f"time/{k}_s": v for k, v in self.state.stage_seconds.get(str(r), {}).items()}
@@ -377,7 +392,9 @@ class RoundDriver:
             for rec in committed_episodes(self._store(), r, purpose)
         ]
         metrics: dict[str, float] = {}
+        set_aside = self.state.round_outputs(r).get("arms_set_aside", {})
         for arm in self.actors:
+            metrics[f"{arm}/set_aside"] = float(arm in set_aside)
             for key, value in episode_metrics(
                 [rec for rec in records if rec.meta.robot_id == arm], hz
             ).items():
@@ -434,8 +451,8 @@ class RoundDriver:
                 task=config.task.name,
                 outcome_source=config.loop.outcome_source,
                 outcome_timeout_s=config.loop.outcome_timeout_s,
-                realtime=config.loop.realtime,
                 device=config.ray.actor_device,
+                inference=config.inference,
             )
             for robot in config.robots.values()
         ]
@@ -446,6 +463,10 @@ class RoundDriver:
         infos = ray.get([actor.info.remote() for actor in self.actors.values()])
         # Robot-hours (for successes per hour) are counted at the arms' own control rate.
         self._control_hz = min(info["control_hz"] for info in infos)
+        # The arms' spec fills in what the model configs leave to the arm; nothing has moved yet.
+        from improve.preflight import fit_models_to_arm
+
+        self.config = config = fit_models_to_arm(config, RobotSpec.from_dict(infos[0]["spec"]))
         self.value_learner = launch_value_learner(config.value_learner, config.valuemodel)
         # Ray reports an actor's constructor error at its first call; make that call now, so that a value model the
         # arms' robot cannot feed is refused before the arms record a round, not after.

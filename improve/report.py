@@ -85,6 +85,7 @@ def round_table(state: RunState) -> Table:
         "interv\nrate",
         "value\nshapeR2/VOC",
         "policy",
+        "arms\nout",
         "wall\nmin",
     )
     for column in columns:
@@ -104,6 +105,7 @@ def round_table(state: RunState) -> Table:
             _pct(m.get("collect/intervention_rate")) if outputs.get("purpose") == "rollout" else "-",
             _value_cell(outputs),
             _policy_cell(outputs),
+            ",".join(sorted(outputs.get("arms_set_aside", {}))) or "-",
             f"{sum(seconds.values()) / 60:.1f}",
         )
     return table

@@ -67,11 +67,16 @@ def normalization_stats(records: list[EpisodeRecord]) -> dict[str, dict[str, np.
 
 
 def chunk_action_stats(
-    store: ReplayStore, records: list[EpisodeRecord], chunk_size: int, relative_dims: list[int]
+    store: ReplayStore,
+    records: list[EpisodeRecord],
+    chunk_size: int,
+    relative_dims: list[int],
+    state_dims: list[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Mean/std (chunk_size, A) of the training targets per chunk step: a_{t+k}, minus state_t on
-    ``relative_dims``, over every frame of ``records`` (a chunk running past the episode's end repeats its last
-    action, as the training windows do)."""
+    """Mean/std (chunk_size, A) of the training targets per chunk step: a_{t+k}, minus state_t (at
+    ``state_dims``, None: the same indices) on ``relative_dims``, over every frame of ``records`` (a chunk running
+    past the episode's end repeats its last action, as the training windows do)."""
+    state_dims = relative_dims if state_dims is None else state_dims
     total, total_sq, count = 0.0, 0.0, 0
     for record in records:
         columns = store.read_episode(record.meta.episode_id, ["state", "action"])
@@ -79,7 +84,7 @@ def chunk_action_stats(
         length = len(action)
         window = np.minimum(np.arange(length)[:, None] + np.arange(chunk_size)[None, :], length - 1)
         targets = action[window]
-        targets[..., relative_dims] -= state[:, None, relative_dims]
+        targets[..., relative_dims] -= state[:, None, state_dims]
         total = total + targets.sum(0)
         total_sq = total_sq + np.square(targets).sum(0)
         count += length
@@ -203,7 +208,12 @@ class BatchConverter:
             task=list(batch["task"]),
         )
         actions = batch["action"]
-        actions = relative_to_state(actions, batch["state"], self.config.relative_action_dims)
+        actions = relative_to_state(
+            actions,
+            batch["state"],
+            self.config.relative_action_dims,
+            state_dims=self.config.state_dims_of_relative,
+        )
         targets = PolicyTargets(
             actions=self.normalizer.action(actions),
             valid=batch["action_valid"],

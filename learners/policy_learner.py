@@ -163,12 +163,19 @@ def initial_model(
         log(f"starting from {start_from}")
         return model, normalizer, start_from
     torch.manual_seed(config.seed)
+    # The store's schema is the arm's spec: it fills in what the policy config leaves to the arm (the round
+    # driver has already filled in the arm's own model defaults, robot.models).
+    schema = store.schema
+    try:
+        policy = config.policy.with_robot_spec(schema.camera_names, schema.state_names, schema.action_names)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (the arm recorded in {store.location.url})") from None
     stats = normalization_stats(records)
-    if config.policy.relative_action_dims:
+    if policy.relative_action_dims:
         stats["action"] = chunk_action_stats(
-            store, records, config.policy.chunk_size, config.policy.relative_action_dims
+            store, records, policy.chunk_size, policy.relative_action_dims, policy.state_dims_of_relative
         )
-    return build_model(config.policy).to(config.device), Normalizer(stats), None
+    return build_model(policy).to(config.device), Normalizer(stats), None
 
 
 def train_policy_round(

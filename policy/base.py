@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from policy.config import PolicyConfig
+from robot_io.images import letterbox_geometry
 
 
 @dataclass
@@ -70,21 +71,33 @@ def weighted_mean(per_frame: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
     return (per_frame * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
-def relative_to_state(actions: torch.Tensor, state: torch.Tensor, dims: list[int], sign: float = -1.0):
-    """Chunks (B, H, A) with ``state[:, dims]`` (B, D) subtracted (sign -1: robot units -> offsets) or added back
-    (sign +1) on the action dimensions ``dims``; the others pass through."""
+def relative_to_state(
+    actions: torch.Tensor,
+    state: torch.Tensor,
+    dims: list[int],
+    sign: float = -1.0,
+    state_dims: list[int] | None = None,
+):
+    """Chunks (B, H, A) with ``state[:, state_dims]`` (B, D) subtracted (sign -1: robot units -> offsets) or added
+    back (sign +1) on the action dimensions ``dims`` (``state_dims`` None: the same indices); the others pass
+    through."""
     if not dims:
         return actions
     out = actions.clone()
-    out[..., dims] = actions[..., dims] + sign * state[:, None, dims]
+    out[..., dims] = actions[..., dims] + sign * state[:, None, dims if state_dims is None else state_dims]
     return out
 
 
 def images_to_float(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, size, size) in [0, 1] (area-resized if needed)."""
+    """uint8 (B, H, W, 3) -> float (B, 3, size, size) in [0, 1], letterboxed (``robot_io.images``: aspect ratio
+    kept, black padding) and area-resized if needed; a square frame is only resized."""
     x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="area")
+    src_h, src_w = x.shape[-2:]
+    if (src_h, src_w) != (size, size):
+        new_h, new_w, top, left = letterbox_geometry(src_h, src_w, size, size)
+        x = F.interpolate(x, size=(new_h, new_w), mode="area")
+        if (new_h, new_w) != (size, size):
+            x = F.pad(x, (left, size - new_w - left, top, size - new_h - top), value=0.0)
     return x
 
 

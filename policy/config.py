@@ -7,7 +7,8 @@ It is stored as JSON beside every checkpoint, so an actor rebuilds the architect
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +24,32 @@ class PolicyConfig:
     kind: str = "builtin"
     """Which model: ``builtin`` (small CNN, CPU-friendly), ``act`` or ``diffusion`` (LeRobot)."""
     cameras: list[str] = field(default_factory=lambda: ["top", "wrist"])
-    """Cameras the policy looks at, in this order (a subset of the robot's). In the simulator the item sits at
-    the edge of the front camera's view (often half cut off), so the built-in policy reads the top camera for
-    where the item is and the wrist camera for the final approach; top+wrist BC beat front+wrist clearly."""
+    """Cameras the policy looks at, in this order (a subset of the robot's). Empty: the arm's own choice
+    (``robot.models.policy_cameras``, else all its cameras), filled in by ``with_robot_spec``. In the simulator
+    the item sits at the edge of the front camera's view (often half cut off), so the built-in policy reads the
+    top camera for where the item is and the wrist camera for the final approach; top+wrist BC beat front+wrist
+    clearly."""
     image_size: int = 64
-    """Images are resized to image_size x image_size (square) before the encoders."""
+    """Images are letterboxed to image_size x image_size (aspect ratio kept, black padding) before the encoders."""
     state_dim: int = 9
-    """Proprioception width (the robot spec's state_dim)."""
+    """Proprioception width (the robot spec's state_dim); 0: the arm's, filled in by ``with_robot_spec``."""
     action_dim: int = 5
-    """Action width (the robot spec's action_dim); the robot takes absolute targets."""
+    """Action width (the robot spec's action_dim); 0: the arm's. The robot takes absolute targets."""
+    relative_actions: list[str] | None = None
+    """Actions predicted relative to the measured state at the observation, a_{t+k}[i] - state_t[i], by name
+    (``ee_x``, ``shoulder_pan.pos``); each must also be a state name, the same quantity measured. Deployment adds
+    the state back, so the robot still receives absolute targets. None: the arm's choice
+    (``robot.models.relative_actions``); []: every action absolute. ``with_robot_spec`` turns the names into
+    ``relative_action_dims`` and ``relative_state_dims``. Absolute position targets let a network copy the
+    measured pose (action ~ state) and stall short of the item; grippers stay absolute (a relative gripper
+    target drifts past the 4 mm margin that releases a held item, seen in simulator rollouts)."""
     relative_action_dims: list[int] = field(default_factory=lambda: [0, 1, 2])
-    """Action dimensions predicted relative to the measured state at the observation, a_{t+k}[i] - state_t[i]
-    (normalised per chunk step); deployment adds the state back, so the robot still receives absolute targets.
-    Each listed index must name the same quantity in state and action (the simulator: 0-2 = ee x, y, z; 3 yaw;
-    4 gripper opening). Empty = every dimension absolute. The default makes the end-effector position relative:
-    absolute position targets let a network copy the measured pose (action ~ state) and stall short of the
-    item. Yaw and gripper stay absolute: a relative gripper target drifts past the 4 mm margin that releases a
-    held item, and a relative yaw accumulates bias (both seen in simulator rollouts)."""
+    """Indices into the action of the relative actions (normalised per chunk step), filled from
+    ``relative_actions`` against the arm's names; set by hand only where no arm is at hand (tests). The default
+    is the simulator's end-effector position (actions 0-2 = ee x, y, z)."""
+    relative_state_dims: list[int] | None = None
+    """Indices into the state of the same quantities, pairwise with ``relative_action_dims``; None: the same
+    indices (the simulator's state starts with its action's quantities)."""
     chunk_size: int = 10
     """Actions predicted per inference (the action chunk H)."""
     execute_steps: int = 5
@@ -97,14 +107,107 @@ class PolicyConfig:
             raise ValueError(
                 f"execute_steps must be in 1..chunk_size ({self.chunk_size}), got {self.execute_steps}"
             )
-        if not self.cameras:
-            raise ValueError("a policy needs at least one camera")
-        bad = [i for i in self.relative_action_dims if not 0 <= i < min(self.action_dim, self.state_dim)]
-        if bad:
+        if self.state_dim < 0 or self.action_dim < 0:
             raise ValueError(
-                f"relative_action_dims {bad} must index both action ({self.action_dim}) and state "
-                f"({self.state_dim})"
+                f"state_dim and action_dim must be positive (or 0: the arm's), got {self.state_dim}, "
+                f"{self.action_dim}"
             )
+        if self.relative_state_dims is not None and len(self.relative_state_dims) != len(
+            self.relative_action_dims
+        ):
+            raise ValueError(
+                f"relative_state_dims {self.relative_state_dims} must pair with relative_action_dims "
+                f"{self.relative_action_dims}"
+            )
+        if self.is_resolved:
+            bad = [i for i in self.relative_action_dims if not 0 <= i < self.action_dim]
+            bad += [i for i in self.state_dims_of_relative if not 0 <= i < self.state_dim]
+            if bad:
+                raise ValueError(
+                    f"relative dims {bad} must index the action ({self.action_dim}) and the state "
+                    f"({self.state_dim})"
+                )
+
+    @property
+    def is_resolved(self) -> bool:
+        """True once nothing is left to the arm (cameras, widths): the model can be built."""
+        return bool(self.cameras) and self.state_dim > 0 and self.action_dim > 0
+
+    @property
+    def state_dims_of_relative(self) -> list[int]:
+        """The state indices paired with ``relative_action_dims``."""
+        if self.relative_state_dims is None:
+            return list(self.relative_action_dims)
+        return list(self.relative_state_dims)
+
+    def with_robot_spec(
+        self,
+        camera_names: Sequence[str],
+        state_names: Sequence[str],
+        action_names: Sequence[str],
+        *,
+        arm_cameras: Sequence[str] = (),
+        arm_relative_actions: Sequence[str] = (),
+    ) -> PolicyConfig:
+        """This config with what it leaves to the arm filled in from the arm's spec (its cameras and names) and
+        its model defaults (``arm_cameras``, ``arm_relative_actions``: ``robot.models``); raises ValueError naming
+        every way the config and the arm disagree, and the fix."""
+        cameras = list(self.cameras or arm_cameras or camera_names)
+        relative = list(arm_relative_actions if self.relative_actions is None else self.relative_actions)
+        problems = []
+        missing = [c for c in cameras if c not in camera_names]
+        if missing:
+            problems.append(
+                f"it reads cameras {missing}, which the arm does not have (it has {list(camera_names)}): set "
+                "policy.cameras to some of them, or [] for the arm's own choice"
+            )
+        for name, width, names in (
+            ("state_dim", self.state_dim, state_names),
+            ("action_dim", self.action_dim, action_names),
+        ):
+            if width and width != len(names):
+                problems.append(
+                    f"its {name} is {width}, but the arm has {len(names)} ({', '.join(names)}): set "
+                    f"policy.{name}={len(names)} or 0 for the arm's"
+                )
+        unknown = [n for n in relative if n not in action_names or n not in state_names]
+        if unknown:
+            problems.append(
+                f"relative actions {unknown} are not among the arm's actions that it also measures "
+                f"(actions {list(action_names)}, state {list(state_names)}): name them by the arm's feature "
+                "names, or set policy.relative_actions=[] for absolute actions"
+            )
+        if problems:
+            raise ValueError(f"the policy ({self.kind}) does not fit the arm: {'; '.join(problems)}")
+        resolved = dict(
+            cameras=cameras,
+            state_dim=len(state_names),
+            action_dim=len(action_names),
+            relative_actions=relative,
+            relative_action_dims=[list(action_names).index(n) for n in relative],
+            relative_state_dims=[list(state_names).index(n) for n in relative],
+        )
+        if self.relative_actions is None and not arm_relative_actions:
+            # Nothing named anywhere: the indices set by hand stand (a config made for a known arm), as long as
+            # each pairs an action with the state value of the same name.
+            for key in ("relative_actions", "relative_action_dims", "relative_state_dims"):
+                resolved.pop(key)
+            pairs = zip(self.relative_action_dims, self.state_dims_of_relative, strict=True)
+            mismatched = [
+                (
+                    action_names[a] if a < len(action_names) else a,
+                    state_names[s] if s < len(state_names) else s,
+                )
+                for a, s in pairs
+                if a >= len(action_names) or s >= len(state_names) or action_names[a] != state_names[s]
+            ]
+            if mismatched:
+                raise ValueError(
+                    f"the policy ({self.kind}) does not fit the arm: relative_action_dims pair actions with state "
+                    f"values that are not the same quantity {mismatched}; name them instead with "
+                    "policy.relative_actions (or [] for absolute actions)"
+                )
+        return replace(self, **resolved)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

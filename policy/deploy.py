@@ -129,5 +129,5 @@ class Policy:
         if dims:
             # Offsets from the state measured with this observation, back to the absolute targets the robot takes.
             state = np.stack([o.state for o in observations]).astype(np.float32)
-            chunk[..., dims] += state[:, None, dims]
+            chunk[..., dims] += state[:, None, self.config.state_dims_of_relative]
         return chunk

@@ -77,9 +77,14 @@ class LeRobotArmConfig:
     action_high: list[float] = field(default_factory=list)
     max_action_delta: list[float] = field(default_factory=list)
     control_hz: float = 30.0
-    # Image size every camera is resized to before it leaves the adapter.
+    # Size every camera frame is letterboxed to before it leaves the adapter (aspect ratio kept, black padding;
+    # robot_io/images.py). The default is 4:3, the aspect of the usual 640x480 USB cameras, so none is padded.
     image_height: int = 96
-    image_width: int = 96
+    image_width: int = 128
+    # After a failed read or write (a serial glitch, a USB camera that dropped out) the arm is reconnected, up to
+    # this many attempts with a backoff doubling from reconnect_backoff_s; 0 turns reconnecting off.
+    reconnect_attempts: int = 4
+    reconnect_backoff_s: float = 0.5
 
 
 @dataclass
@@ -100,6 +105,25 @@ class BridgeClientConfig:
 
 
 @dataclass
+class ArmModelDefaults:
+    """What the models read from this arm when their own config leaves it to the arm.
+
+    The arm's spec says which cameras and widths exist; this says which of its cameras show what a model needs
+    and which actions are positions, which only the person who set the arm up knows. Every name must be one of
+    the arm's (checked before any arm moves). Empty camera lists mean every camera of the arm.
+    """
+
+    # Cameras the policy reads when policy.cameras is empty.
+    policy_cameras: list[str] = field(default_factory=list)
+    # Cameras the value model reads when valuemodel.cameras is empty.
+    value_cameras: list[str] = field(default_factory=list)
+    # Actions a policy predicts relative to the measured state when policy.relative_actions is null: each must
+    # also be a state name (the same quantity, measured). Positions, not grippers: a relative gripper target
+    # drifts open past what releases a held item.
+    relative_actions: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RobotConfig:
     """One arm as the actor sees it."""
 
@@ -111,7 +135,11 @@ class RobotConfig:
     node_resource: str = ""
     # Time limit of one episode on a real or bridged arm, in control steps (the simulator has its own).
     max_episode_steps: int = 600
+    # Pace the control loop at the arm's control_hz. Empty (null): paced for a real arm (lerobot, bridge), as
+    # fast as it can go for the simulator, which only moves when stepped. A real arm cannot be unpaced.
+    paced: bool | None = None
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    models: ArmModelDefaults = field(default_factory=ArmModelDefaults)
     sim_box: SimBoxConfig = field(default_factory=SimBoxConfig)
     lerobot: LeRobotArmConfig = field(default_factory=LeRobotArmConfig)
     bridge: BridgeClientConfig = field(default_factory=BridgeClientConfig)
@@ -125,6 +153,16 @@ class RobotConfig:
     @property
     def resource(self) -> str:
         return self.node_resource or f"robot:{self.name}"
+
+    @property
+    def is_real(self) -> bool:
+        """A physical arm, directly or across the bridge (the bridge is how a physical arm on another PC is
+        reached; a simulator served over it is still treated as the arm it stands in for)."""
+        return self.type != "sim_box"
+
+    @property
+    def is_paced(self) -> bool:
+        return self.is_real if self.paced is None else self.paced
 
 
 @dataclass

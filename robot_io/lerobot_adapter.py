@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from robot_io.config import LeRobotArmConfig
+from robot_io.images import letterbox
 from robot_io.spec import ActionError, CameraSpec, Observation, RobotError, RobotSpec, as_action
 
 logger = logging.getLogger(__name__)
@@ -102,17 +103,6 @@ def _is_scalar_feature(feature: Any) -> bool:
 
 def _is_image_feature(feature: Any) -> bool:
     return isinstance(feature, tuple) and len(feature) == 3 and feature[2] == 3
-
-
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    if image.shape[:2] == (height, width):
-        # Cameras may hand out a buffer they later overwrite; observations are kept (replay), so copy.
-        return image.copy()
-    import cv2
-
-    shrinking = image.shape[0] > height or image.shape[1] > width
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interpolation)
 
 
 def _arm_spec(
@@ -201,6 +191,13 @@ class LeRobotArm:
                 f"features {self._state_names}; vivarl drives arms by absolute targets it can hold"
             )
         self._spec = _arm_spec(config, self._camera_names, self._state_names, self._action_names)
+        # The targets measured by the last reading: what holding the arm means until the next one. On a real arm
+        # a reading is every motor plus a fresh frame from every camera, so holding must not cost another one.
+        self._last_measured: np.ndarray | None = None
+        # Successful reconnects since construction (the actor reports them), and the backoff's sleep (tests).
+        self.reconnects = 0
+        self._connected_once = False
+        self._sleep: Callable[[float], None] = time.sleep
 
     @property
     def name(self) -> str:
@@ -231,8 +228,12 @@ class LeRobotArm:
                 f"Calibrate it with LeRobot's own tool, then start again:\n  "
                 f"{_calibrate_command('robot', self.config.robot_type, self.config.robot_kwargs)}"
             )
+        self._connected_once = True
 
     def disconnect(self) -> None:
+        self._last_measured = None
+        # Deliberately disconnected: not to be brought back by the next call.
+        self._connected_once = False
         if not self.robot.is_connected:
             return
         try:
@@ -250,6 +251,9 @@ class LeRobotArm:
         raw = self._read()
         state = np.array([self._scalar(raw, name) for name in self._state_names], dtype=np.float32)
         images = {name: self._image(raw, name) for name in self._camera_names}
+        self._last_measured = np.array(
+            [self._scalar(raw, name) for name in self._action_names], dtype=np.float32
+        )
         return Observation(images=images, state=state, timestamp=timestamp)
 
     def send_action(self, action: np.ndarray) -> np.ndarray:
@@ -263,7 +267,13 @@ class LeRobotArm:
         try:
             sent = self.robot.send_action(command)
         except Exception as exc:
-            raise RobotError(f"{self.name} send_action failed: {exc}") from exc
+            # The target is not sent again after reconnecting: it was meant for where the arm was a reconnect
+            # ago. The episode stops here (the stage recollects it) and the next one starts from a fresh reading.
+            reconnected = self._reconnect(f"send_action failed: {exc}")
+            raise RobotError(
+                f"{self.name} send_action failed: {exc}"
+                + ("; reconnected, the episode is stopped" if reconnected else "")
+            ) from exc
         # LeRobot returns the targets it actually wrote (after max_relative_target); a key it leaves out of its
         # reply went out unaltered.
         return np.array(
@@ -271,19 +281,60 @@ class LeRobotArm:
         )
 
     def hold_action(self) -> np.ndarray:
-        raw = self._read()
-        return np.array([self._scalar(raw, name) for name in self._action_names], dtype=np.float32)
+        """The targets measured by the last ``get_observation`` (one control step old at most); only before the
+        first reading, or after a reconnect, does it read the arm itself."""
+        if self._last_measured is None:
+            raw = self._read()
+            self._last_measured = np.array(
+                [self._scalar(raw, name) for name in self._action_names], dtype=np.float32
+            )
+        return self._last_measured.copy()
 
     def _require_connected(self) -> None:
-        if not self.robot.is_connected:
-            raise RobotError(f"{self.name} is not connected: call connect() first")
+        if self.robot.is_connected:
+            return
+        # An arm that was connected and lost (every reconnect of an earlier failure failed) is tried again at
+        # each use: a replugged USB cable brings it back at the next episode rather than never.
+        if self._connected_once and self._reconnect("the arm is disconnected"):
+            return
+        raise RobotError(f"{self.name} is not connected: call connect() first")
 
     def _read(self) -> Mapping[str, Any]:
         self._require_connected()
         try:
             return self.robot.get_observation()
         except Exception as exc:
-            raise RobotError(f"{self.name} get_observation failed: {exc}") from exc
+            # A reading moves nothing, so after a reconnect it is simply taken again.
+            if not self._reconnect(f"get_observation failed: {exc}"):
+                raise RobotError(f"{self.name} get_observation failed: {exc}") from exc
+        try:
+            return self.robot.get_observation()
+        except Exception as exc:
+            raise RobotError(f"{self.name} get_observation failed again after reconnecting: {exc}") from exc
+
+    def _reconnect(self, why: str) -> bool:
+        """Reconnect after a failed read or write, with a doubling backoff; True once connected again.
+
+        A serial bus that lost a status packet or a USB camera that dropped out usually comes back on a fresh
+        connection, and a night should not end on one glitch. Calibration is never run here (``connect`` only
+        checks it), so a reconnect cannot move the arm through its range.
+        """
+        attempts, delay = self.config.reconnect_attempts, self.config.reconnect_backoff_s
+        self._last_measured = None
+        for attempt in range(1, attempts + 1):
+            logger.warning("%s: %s; reconnecting (attempt %d of %d)", self.name, why, attempt, attempts)
+            if self.robot.is_connected:
+                _disconnect_quietly(self.robot)
+            try:
+                self.connect()
+            except RobotError as exc:
+                why = str(exc)
+                self._sleep(delay)
+                delay *= 2
+                continue
+            self.reconnects += 1
+            return True
+        return False
 
     def _scalar(self, raw: Mapping[str, Any], name: str) -> float:
         if name not in raw:
@@ -296,7 +347,7 @@ class LeRobotArm:
         image = np.asarray(raw[name])
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise RobotError(f"camera '{name}' must give uint8 HxWx3 images, got {image.dtype} {image.shape}")
-        return _resize(image, self.config.image_height, self.config.image_width)
+        return letterbox(image, self.config.image_height, self.config.image_width)
 
 
 def _disconnect_quietly(device: Any) -> None:

@@ -36,7 +36,9 @@ class Robot(Protocol):
     def send_action(self, action: np.ndarray) -> np.ndarray: ...
 
     def hold_action(self) -> np.ndarray:
-        """The action that keeps the arm where it is now (its measured position as a target)."""
+        """The action that keeps the arm where it is (its measured position as a target), from the last
+        ``get_observation``: holding must not cost a hardware read (on a real arm that is every motor and a
+        fresh frame from every camera). Only before the first reading may it read the arm itself."""
         ...
 
 

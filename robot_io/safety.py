@@ -2,7 +2,8 @@
 
 It is the last code between a policy and an arm, so it trusts nothing: actions are clamped to the configured
 position limits, rate-limited per step, refused (arm holds) when not finite, and a watchdog holds the arm when no
-action arrives in time. Every intervention is counted in ``SafetyStats`` so that actors can log and record it.
+action arrives in time. A control step costs the arm exactly its own ``get_observation`` and ``send_action``:
+holding uses ``hold_action``, which every Robot answers from its last reading rather than by reading again. Every intervention is counted in ``SafetyStats`` so that actors can log and record it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from robot_io.robot import Robot, hold_if_nonfinite
+from robot_io.robot import Robot
 from robot_io.spec import Observation, RobotError, RobotSpec, as_action
 
 
@@ -152,8 +153,10 @@ class SafeRobot:
         with self._lock:
             self._last_action_time = time.monotonic()
             self._watchdog_fired = False
-            requested, refused = hold_if_nonfinite(requested, self.inner.hold_action())
+            refused = not np.all(np.isfinite(requested))
             if refused:
+                # Asked for only when needed: holding comes from the last reading, and no step pays for a read.
+                requested = self.inner.hold_action().astype(np.float32)
                 self.stats.refused_nonfinite += 1
             safe = self._make_safe(requested, count=not refused)
             applied = self.inner.send_action(safe)

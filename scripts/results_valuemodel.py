@@ -108,8 +108,12 @@ TRAINED_FILE = "trained.json"
 
 
 def model_fields(config_file: str) -> dict:
-    """The fields a model's file in configs/valuemodel sets."""
-    return yaml.safe_load((REPO / "configs/valuemodel" / config_file).read_text())
+    """The fields a model's file in configs/valuemodel sets, with the cameras it leaves to the arm taken from the
+    simulator's preset (``models.value_cameras``), as the main job takes them."""
+    fields = yaml.safe_load((REPO / "configs/valuemodel" / config_file).read_text())
+    sim_preset = yaml.safe_load((REPO / "configs/robot/sim_box.yaml").read_text())
+    fields["cameras"] = fields.get("cameras") or sim_preset["models"]["value_cameras"]
+    return fields
 
 
 def training_record(

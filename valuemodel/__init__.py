@@ -10,7 +10,7 @@ Hesitation-RMSE, Retry-VOC, milestone/error detection), ``plots`` (value curves 
 (versioned checkpoints with norm stats), ``latents``/``flow`` (ViVa's frame injection and flow matching, pure
 functions), ``backbone`` (Wan transformer/VAE/T5 per size; diffusers is imported only when a model is built) and
 ``synthetic`` (progress-video episodes for tests and benchmarks). Depends on no other vivarl package but
-``checkpoints`` (the shared versioned-folder layout).
+``checkpoints`` (the shared versioned-folder layout) and ``robot_io.images`` (the one letterbox rule).
 """
 
 from valuemodel.checkpoint import CheckpointError, load_checkpoint, load_norm_stats, save_checkpoint

@@ -83,6 +83,7 @@ class BridgeClient:
         self._session = os.urandom(wire.SESSION_ID_BYTES)
         self._seq = 0
         self._spec: RobotSpec | None = None
+        self._last_hold: np.ndarray | None = None
         self.server_info: ServerInfo | None = None
 
     # -- Robot protocol -----------------------------------------------------------------------------------------
@@ -126,23 +127,37 @@ class BridgeClient:
                 except RobotError as exc:
                     log.warning("bridge server did not acknowledge goodbye: %s", exc)
             self._spec = None
+            self._last_hold = None
             self._close_socket()
             self._context.term()
             self._context = None
 
     def start_episode(self, seed: int | None = None) -> Observation:
-        body = self._request(wire.START_EPISODE, {"seed": None if seed is None else int(seed)})
-        return wire.decode_observation(body.get("observation"))
+        return self._observation(
+            self._request(wire.START_EPISODE, {"seed": None if seed is None else int(seed)})
+        )
 
     def get_observation(self) -> Observation:
-        return wire.decode_observation(self._request(wire.GET_OBSERVATION, {}).get("observation"))
+        return self._observation(self._request(wire.GET_OBSERVATION, {}))
 
     def send_action(self, action: np.ndarray) -> np.ndarray:
         requested = as_action(action, self.spec)
         return wire.decode_action(self._request(wire.SEND_ACTION, {"action": requested}).get("applied"))
 
     def hold_action(self) -> np.ndarray:
+        """The hold action the server sent with the last reading; asked for only before the first one."""
+        with self._lock:
+            if self._last_hold is not None:
+                return self._last_hold.copy()
         return wire.decode_action(self._request(wire.HOLD_ACTION, {}).get("action"))
+
+    def _observation(self, body: dict[str, Any]) -> Observation:
+        observation = wire.decode_observation(body.get("observation"))
+        hold = body.get("hold")
+        with self._lock:
+            # A server that sends no hold with its readings is asked for one whenever it is needed.
+            self._last_hold = None if hold is None else wire.decode_action(hold)
+        return observation
 
     # -- beyond the protocol -------------------------------------------------------------------------------------
     def end_episode(self) -> None:

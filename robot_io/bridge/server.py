@@ -298,9 +298,9 @@ class BridgeServer:
             obs = self.robot.start_episode(seed)
             self._episode_active, self._stale_held = True, False
             self._last_action_time = time.monotonic()
-            return {"observation": self._encode(obs)}
+            return self._observation_reply(obs)
         if request.type == wire.GET_OBSERVATION:
-            return {"observation": self._encode(self.robot.get_observation())}
+            return self._observation_reply(self.robot.get_observation())
         if request.type == wire.SEND_ACTION:
             return {"applied": self._send_action(body)}
         if request.type == wire.HOLD_ACTION:
@@ -352,9 +352,14 @@ class BridgeServer:
             self._episode_active = False
         self._controller = None
 
-    def _encode(self, obs: Observation) -> dict[str, Any]:
+    def _observation_reply(self, obs: Observation) -> dict[str, Any]:
+        """The reading, plus the hold action of the same reading: the client holds the arm with it, so that
+        holding costs neither a round trip nor another read of the arm."""
         self._last_observation = obs
-        return wire.encode_observation(obs, self._jpeg_quality)
+        return {
+            "observation": wire.encode_observation(obs, self._jpeg_quality),
+            "hold": self.robot.hold_action(),
+        }
 
     # -- holding ----------------------------------------------------------------------------------------------
     def _hold_if_stale(self) -> None:

@@ -126,3 +126,29 @@ def test_a_demonstrating_teleoperator_has_nothing_to_discard():
     source.discard_plan()
     result = run_episode(OneDimArm(), source, max_steps=3)
     assert result.steps == 3 and result.intervention_steps == 0
+
+
+class ReadyFromStep:
+    """A source with nothing ready before step ``first`` (an asynchronous policy's first chunk), +1 after."""
+
+    def __init__(self, first: int) -> None:
+        self.first, self.calls = first, 0
+
+    def reset(self, seed=None) -> None:
+        self.calls = 0
+
+    def discard_plan(self) -> None:
+        pass
+
+    def act(self, observation):
+        self.calls += 1
+        return None if self.calls <= self.first else observation.state + 1.0
+
+
+def test_a_step_with_no_action_ready_holds_the_arm_and_is_counted():
+    arm = OneDimArm()
+    arm.position[:] = 2.0
+    result = run_episode(arm, ReadyFromStep(first=3), max_steps=5)
+    assert result.inference_holds == 3 and result.steps == 5
+    assert arm.sent == 5  # a hold is a command like any other (the watchdog must see the arm commanded)
+    assert arm.position[0] == pytest.approx(4.0)  # held at 2 for three steps, then +1 twice

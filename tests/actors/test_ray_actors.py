@@ -55,3 +55,59 @@ def test_actor_killed_mid_episode_restarts_and_the_torn_episode_is_never_sampled
     index.refresh()
     assert {e.episode_id for e in torn}.isdisjoint(index.episode_ids)
     assert set(index.episode_ids) == {r.meta.episode_id for r in records}
+
+
+def test_a_failing_arm_is_set_aside_and_the_stage_finishes_on_the_other(local_ray, tmp_path):
+    from improve.collection import CollectionError
+
+    # Defined here, not at module level: Ray ships a local class to its workers by value (they cannot import
+    # this test module).
+    class ArmThatKeepsFailing:
+        """An arm's actor whose serial bus fails every episode, the way a LeRobot arm reports it."""
+
+        def run_episodes(self, purpose, round, seeds):
+            from robot_io import RobotError
+
+            raise RobotError(
+                "LeRobot 'so101_follower' robot get_observation failed again after reconnecting: "
+                "[TxRxResult] There is no status packet!"
+            )
+
+        def info(self):
+            return {}
+
+    url = str(tmp_path / "replay")
+    robot = RobotConfig(type="sim_box", name="sim0", sim_box=SimBoxConfig(image_height=32, image_width=32))
+    healthy = launch_robot_actors([ActorSettings(robot=robot, store_url=url, task="box_assembly")])["sim0"]
+    ray.get(healthy.info.remote())
+    broken = ray.remote(ArmThatKeepsFailing).options(num_cpus=0).remote()
+    store = ReplayStore.open(url)
+    set_aside: dict[str, str] = {}
+    records = collect(
+        store,
+        {"sim0": healthy, "arm1": broken},
+        round_index=0,
+        purpose="demo",
+        target=4,
+        seed_base=0,
+        max_attempts=5,
+        max_arm_failures=2,
+        on_set_aside=set_aside.__setitem__,
+    )
+    assert len(records) == 4 and {r.meta.robot_id for r in records} == {"sim0"}
+    assert list(set_aside) == ["arm1"]
+    assert set_aside["arm1"].startswith("failed 2 times") and "no status packet" in set_aside["arm1"]
+    # With no healthy arm left the stage stops, naming each arm's last error.
+    with pytest.raises(
+        CollectionError, match=r"every arm was set aside during demo \(arm1: .*no status packet"
+    ):
+        collect(
+            store,
+            {"arm1": broken},
+            round_index=1,
+            purpose="demo",
+            target=1,
+            seed_base=100,
+            max_attempts=5,
+            max_arm_failures=2,
+        )

@@ -13,6 +13,7 @@ is this module itself, so tests import this file as ``sim_lerobot`` with its fol
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,8 @@ class VivarlSimArmConfig(RobotConfig):
     calibrated: bool = True
     # List the motor observation features in reverse, so that mapping by position instead of name shows.
     reverse_motor_order: bool = False
+    # Stands for a camera's frame wait: each get_observation sleeps this long before it returns.
+    camera_latency_s: float = 0.0
 
 
 class VivarlSimArm(Robot):
@@ -63,6 +66,11 @@ class VivarlSimArm(Robot):
         self.joints = tuple(self.sim.spec.action_names)
         self._calibrated = config.calibrated
         self._connected = False
+        # What reached the "hardware": tests count reads and writes per control step.
+        self.reads = self.writes = self.connects = 0
+        # Injected faults: the next this-many reads (writes) raise like a serial bus that lost a status packet;
+        # fail_connects makes that many connects fail too.
+        self.fail_reads = self.fail_writes = self.fail_connects = 0
 
     @property
     def observation_features(self) -> dict[str, Any]:
@@ -85,8 +93,13 @@ class VivarlSimArm(Robot):
     def connect(self, calibrate: bool = True) -> None:
         if self._connected:
             raise DeviceAlreadyConnectedError(f"{self} is already connected")
+        if self.fail_connects > 0:
+            self.fail_connects -= 1
+            raise ConnectionError(f"Could not connect on port '/dev/ttyVIVARL' ({self})")
+        self.connects += 1
         self.sim.connect()
-        self.sim.start_episode(seed=0)
+        if self.sim._task is None:
+            self.sim.start_episode(seed=0)
         if calibrate and not self._calibrated:
             self.calibrate()
         self._connected = True
@@ -106,6 +119,14 @@ class VivarlSimArm(Robot):
 
     def get_observation(self) -> dict[str, Any]:
         self._require_connected()
+        self.reads += 1
+        if self.fail_reads > 0:
+            self.fail_reads -= 1
+            raise RuntimeError(
+                "Failed to sync read 'Present_Position' on ids=[1, 2, 3]: [TxRxResult] There is no status packet!"
+            )
+        if self.config.camera_latency_s > 0:
+            time.sleep(self.config.camera_latency_s)
         observation = self.sim.get_observation()
         reading: dict[str, Any] = {f"{joint}.pos": value for joint, value in self.present_positions().items()}
         reading.update({name: observation.images[name] for name in self.config.sim_cameras})
@@ -113,6 +134,10 @@ class VivarlSimArm(Robot):
 
     def send_action(self, action: dict[str, Any]) -> dict[str, Any]:
         self._require_connected()
+        self.writes += 1
+        if self.fail_writes > 0:
+            self.fail_writes -= 1
+            raise RuntimeError("Failed to sync write 'Goal_Position': [TxRxResult] Incorrect status packet!")
         goal = {
             key.removesuffix(".pos"): float(value) for key, value in action.items() if key.endswith(".pos")
         }

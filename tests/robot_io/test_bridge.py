@@ -148,6 +148,8 @@ def test_round_trip_over_curve(keys: Keys, serve) -> None:
         applied = client.send_action(np.array([3.0, -0.25, 0.5], dtype=np.float32))
         np.testing.assert_array_equal(applied, [1.0, -0.25, 0.5])
         np.testing.assert_array_equal(arm.actions[-1], applied)
+        # Holding means the pose of the last reading: the next one shows the arm where it was sent.
+        client.get_observation()
         np.testing.assert_array_equal(client.hold_action(), applied)
         assert len(arm.actions) == 1
         assert client.teleoperator() is None

@@ -7,8 +7,6 @@ device only through LeRobot's Robot interface.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -30,43 +28,8 @@ from robot_io import (
 )
 from robot_io.lerobot_adapter import LeRobotArm, LeRobotTeleop, make_lerobot_robot, make_lerobot_teleop
 
+# The size the conftest's arm_config letterboxes every frame to.
 IMAGE_HEIGHT, IMAGE_WIDTH = 32, 48
-
-
-@pytest.fixture(scope="module")
-def sim_lerobot() -> ModuleType:
-    # LeRobot looks for a plugin's device class in its config's parent module; for a top-level module that is
-    # the module itself, so the helper is loaded top-level, like an installed lerobot_robot_* plugin.
-    helper_dir = str(Path(__file__).parent)
-    if helper_dir not in sys.path:
-        sys.path.insert(0, helper_dir)
-    return importlib.import_module("sim_lerobot")
-
-
-@pytest.fixture(scope="module")
-def sim_limits(sim_lerobot: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> tuple[list, list]:
-    """The simulator's own position limits, which the tests configure as the arm's limits."""
-    calibration_dir = tmp_path_factory.mktemp("calibration")
-    device = sim_lerobot.VivarlSimArm(sim_lerobot.VivarlSimArmConfig(calibration_dir=calibration_dir))
-    return device.sim.spec.action_low.tolist(), device.sim.spec.action_high.tolist()
-
-
-@pytest.fixture
-def arm_config(sim_lerobot: ModuleType, tmp_path: Path, sim_limits: tuple[list, list]):
-    """Builds the arm config for the registered simulator type, with extra LeRobot robot kwargs."""
-
-    def build(**robot_kwargs: object) -> LeRobotArmConfig:
-        return LeRobotArmConfig(
-            robot_type=sim_lerobot.SIM_ROBOT_TYPE,
-            robot_kwargs={"id": "sim_arm", "calibration_dir": str(tmp_path), **robot_kwargs},
-            action_low=sim_limits[0],
-            action_high=sim_limits[1],
-            control_hz=10.0,
-            image_height=IMAGE_HEIGHT,
-            image_width=IMAGE_WIDTH,
-        )
-
-    return build
 
 
 def test_importing_robot_io_does_not_import_lerobot() -> None:
@@ -301,3 +264,48 @@ def test_uncalibrated_leader_is_refused_with_the_calibrate_command(
     ):
         teleop.connect()
     assert not teleop.teleop.is_connected
+
+
+# -- faults ----------------------------------------------------------------------------------------------------
+@pytest.fixture
+def flaky_arm(arm_config):
+    """A connected arm whose backoff sleeps are recorded instead of slept, and whose device takes injected faults
+    (``arm.robot.fail_reads``, ``fail_writes``, ``fail_connects``)."""
+    config = arm_config()
+    config.reconnect_attempts = 2
+    arm = make_lerobot_robot(config)
+    arm.sleeps = []
+    arm._sleep = arm.sleeps.append
+    arm.connect()
+    arm.get_observation()
+    yield arm
+    arm.disconnect()
+
+
+def test_a_serial_error_on_read_reconnects_and_reads_again(flaky_arm) -> None:
+    device = flaky_arm.robot
+    device.fail_reads, device.fail_connects = 1, 1  # one lost status packet, then one failed reconnect
+    validate_observation(flaky_arm.get_observation(), flaky_arm.spec)
+    assert flaky_arm.reconnects == 1 and device.connects == 2 and flaky_arm.is_connected
+
+
+def test_a_failed_write_reconnects_but_is_not_sent_again(flaky_arm) -> None:
+    device = flaky_arm.robot
+    device.fail_writes = 1
+    writes = device.writes
+    with pytest.raises(RobotError, match="send_action failed.*reconnected, the episode is stopped"):
+        flaky_arm.send_action(flaky_arm.hold_action())
+    assert device.writes == writes + 1 and flaky_arm.reconnects == 1 and flaky_arm.is_connected
+    flaky_arm.send_action(flaky_arm.hold_action())  # the next episode's first command goes out normally
+
+
+def test_an_arm_that_does_not_come_back_raises_and_is_retried_at_its_next_use(flaky_arm) -> None:
+    device, backoff = flaky_arm.robot, flaky_arm.config.reconnect_backoff_s
+    device.fail_reads, device.fail_connects = 1, 5
+    with pytest.raises(RobotError, match="get_observation failed"):
+        flaky_arm.get_observation()
+    assert flaky_arm.sleeps == [backoff, 2 * backoff]  # doubling backoff
+    assert not flaky_arm.is_connected
+    device.fail_connects = 0  # the cable is back: the next episode's first reading reconnects
+    validate_observation(flaky_arm.start_episode(), flaky_arm.spec)
+    assert flaky_arm.reconnects == 1
