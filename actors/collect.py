@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from actors.episode import ActionSource, EpisodeResult, Step, run_episode
+from actors.operator import OperatorChannel
 from actors.outcome import OutcomeLabeller
 from replay import ReplayStore, event_tags
 from robot_io.robot import Robot, Teleoperator
@@ -39,6 +40,7 @@ def collect_episode(
     teleop: Teleoperator | None = None,
     realtime: bool = False,
     episode_events: Callable[[], Iterable[str]] | None = None,
+    channel: OperatorChannel | None = None,
 ) -> CollectedEpisode:
     """Run one episode and commit it; ``teleop`` (human corrections) is only consulted when given.
 
@@ -58,8 +60,17 @@ def collect_episode(
         def record(step: Step) -> None:
             writer.add_observation(step.observation, step.action, intervention=step.intervention)
 
+        if channel is not None:
+            channel.episode_started(writer.episode_id, purpose, policy_version)
         result = run_episode(
-            robot, policy, max_steps=max_steps, seed=seed, teleop=teleop, on_step=record, realtime=realtime
+            robot,
+            policy,
+            max_steps=max_steps,
+            seed=seed,
+            teleop=teleop,
+            on_step=record,
+            realtime=realtime,
+            control=channel,
         )
         outcome, labelled_by = labeller.label(result.final_observation, writer.episode_id)
         events = tuple(episode_events()) if episode_events is not None else ()

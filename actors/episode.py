@@ -41,6 +41,17 @@ class ActionSource(Protocol):
         ...
 
 
+class EpisodeControl(Protocol):
+    """The operator's word during an episode (``actors.operator.OperatorChannel``): end it now, pause the arm;
+    and what the loop tells the operator after every step."""
+
+    def end_requested(self) -> bool: ...
+
+    def paused(self) -> bool: ...
+
+    def observe(self, observation: Observation, intervention: bool, held: bool) -> None: ...
+
+
 class TeleoperatorAsPolicy:
     """Lets a teleoperator that always acts (the scripted expert in demo mode, a human recording demonstrations)
     drive a whole episode as the policy; its steps are demonstrations, not interventions."""
@@ -103,8 +114,13 @@ def run_episode(
     teleop: Teleoperator | None = None,
     on_step: Callable[[Step], None] | None = None,
     realtime: bool = False,
+    control: EpisodeControl | None = None,
 ) -> EpisodeResult:
-    """Run one episode; with ``realtime`` the loop is paced at the robot's control rate (real arms)."""
+    """Run one episode; with ``realtime`` the loop is paced at the robot's control rate (real arms).
+
+    With ``control`` the episode also ends on the operator's word, and while the operator pauses it the arm holds
+    and nothing is recorded (a paused step is no step of the episode).
+    """
     start = time.monotonic()
     stats = getattr(robot, "stats", None)
     safety_before = stats.as_dict() if stats is not None else {}
@@ -117,6 +133,15 @@ def run_episode(
     intervening = False
     next_tick = time.monotonic()
     while steps < max_steps and not episode_finished(observation):
+        # An episode has at least one step: the store keeps no empty episodes.
+        if control is not None and steps > 0 and control.end_requested():
+            break
+        if control is not None and control.paused():
+            robot.send_action(robot.hold_action())
+            time.sleep(period)
+            next_tick = time.monotonic()
+            observation = robot.get_observation()
+            continue
         correction = teleop.get_action(observation) if teleop is not None else None
         intervention = correction is not None
         if intervention and not intervening:
@@ -125,11 +150,14 @@ def run_episode(
             discard_plan()
         intervening = intervention
         requested = correction if intervention else policy.act(observation)
-        if requested is None:
+        held = requested is None
+        if held:
             # Held from the last reading: no read of its own, and the safety layer still applies to it.
             requested = robot.hold_action()
             holds += 1
         applied = robot.send_action(requested)
+        if control is not None:
+            control.observe(observation, intervention, held)
         if on_step is not None:
             on_step(Step(observation=observation, action=applied, intervention=intervention))
         steps += 1

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from actors.collect import collect_episode
+from actors.console import ConsoleConfig, ConsoleServer, console_app
 from actors.episode import ActionSource, TeleoperatorAsPolicy
-from actors.outcome import make_labeller
+from actors.operator import ConsoleOutcome, OperatorChannel
+from actors.outcome import OutcomeLabeller, make_labeller
 from actors.weights import PackedCheckpoint, unpack_checkpoint
 from policy.async_chunks import AsyncChunkPolicy, InferenceConfig
 from replay import ReplayStore, StoreSchema
@@ -39,6 +41,8 @@ class ActorSettings:
     device: str = "cpu"
     # On the control thread, or chunks predicted in a worker thread (the default on paced, i.e. real, arms).
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    # The operator console served on the arm's node (on by default where an operator gives the outcomes).
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     store_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,8 +58,18 @@ class RobotWorker:
             StoreSchema.from_robot_spec(self.robot.spec),
             storage_options=settings.store_options or None,
         )
-        self.labeller = make_labeller(settings.outcome_source, settings.outcome_timeout_s)
         self.corrector, self.demonstrator = self._make_teleoperators()
+        self.channel: OperatorChannel | None = None
+        self.console: ConsoleServer | None = None
+        if settings.console.is_enabled(settings.outcome_source):
+            self._start_console()
+            self.labeller: OutcomeLabeller = (
+                ConsoleOutcome(self.channel, settings.outcome_timeout_s)
+                if settings.outcome_source == "operator"
+                else make_labeller(settings.outcome_source)
+            )
+        else:
+            self.labeller = make_labeller(settings.outcome_source, settings.outcome_timeout_s)
         self.policy: ActionSource | None = None
         self.policy_version = "none"
         self._pending: PackedCheckpoint | None = None
@@ -101,6 +115,7 @@ class RobotWorker:
             raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
         summaries = []
         for seed in seeds:
+            self._wait_for_reset()
             self._swap_policy_if_pending()
             source, teleop, events = self._sources(purpose)
             collected = collect_episode(
@@ -118,6 +133,7 @@ class RobotWorker:
                 teleop=teleop,
                 realtime=self.settings.robot.is_paced,
                 episode_events=events,
+                channel=self.channel,
             )
             summaries.append(
                 {
@@ -144,6 +160,7 @@ class RobotWorker:
             "spec": self.robot.spec.to_dict(),
             "policy_version": self.policy_version,
             "safety": self.robot.stats.as_dict(),
+            "console_url": self.console.url if self.console is not None else None,
         }
 
     def node_id(self) -> str:
@@ -153,10 +170,32 @@ class RobotWorker:
         return ray.get_runtime_context().get_node_id()
 
     def close(self) -> None:
+        if self.console is not None:
+            self.console.stop()
         self.robot.disconnect()
         self._close_policy()
 
     # -- internals ----------------------------------------------------------------------------------------
+    def _start_console(self) -> None:
+        config = self.settings.console
+        self.channel = OperatorChannel(self.settings.robot.name)
+        token = config.resolve_token()
+        app = console_app(self.channel, token, store=self.store, teleop=self.corrector)
+        self.console = ConsoleServer(app, config.host, config.port, token).start()
+        print(f"[vivarl] operator console for arm {self.settings.robot.name}: {self.console.url}", flush=True)
+
+    def _wait_for_reset(self) -> None:
+        """On a real arm with a console, the next episode starts once the operator says the scene is reset (the
+        simulator resets itself). The arm holds meanwhile: nothing is commanded between episodes."""
+        config = self.settings.console
+        if self.channel is None or not config.confirm_reset or not self.settings.robot.is_real:
+            return
+        if not self.channel.wait_for_reset(config.reset_timeout_s or None):
+            raise RuntimeError(
+                f"arm '{self.settings.robot.name}': nobody confirmed the scene reset within "
+                f"{config.reset_timeout_s} s (console.reset_timeout_s)"
+            )
+
     def _sources(self, purpose: str) -> tuple[ActionSource, Teleoperator | None, Any]:
         if purpose == "demo":
             if self.demonstrator is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from actors.console import ConsoleConfig
 from improve.evaluation import GateConfig
 from improve.monitor import WandbConfig
 from learners.policy_labels import LabellingConfig
@@ -144,6 +145,8 @@ class VivarlConfig:
     demo: DemoBatchConfig = field(default_factory=DemoBatchConfig)
     # How the arms' actors run the policy: chunks predicted off the control thread on paced (real) arms.
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    # Each arm's operator console (a web page on the arm's node): on where an operator gives the outcomes.
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
 
 def register_configs() -> None:

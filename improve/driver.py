@@ -163,11 +163,17 @@ class RoundDriver:
         report = label_store(
             self._store(), labelling, EpisodeFilter(purposes=TRAINING_PURPOSES), log=log.info
         )
+        if report.unlabelled:
+            self.console.print(
+                f"[yellow]labelling left out {report.unlabelled} unlabelled episodes: give their outcomes on the "
+                "arms' consoles; a later round's labelling includes them"
+            )
         return {
             "labelling_run": run,
             "value_key": value_key,
             "advantage_horizon": labelling.horizon,
             "positive_fraction": report.positive_fraction,
+            "unlabelled_left_out": report.unlabelled,
         }
 
     def _stage_train_policy(self, r: int) -> dict[str, Any]:
@@ -453,6 +459,7 @@ class RoundDriver:
                 outcome_timeout_s=config.loop.outcome_timeout_s,
                 device=config.ray.actor_device,
                 inference=config.inference,
+                console=config.console,
             )
             for robot in config.robots.values()
         ]
@@ -461,6 +468,11 @@ class RoundDriver:
 
         # The first arm creates the store; learners open it after that.
         infos = ray.get([actor.info.remote() for actor in self.actors.values()])
+        for name, info in zip(self.actors, infos, strict=True):
+            if info.get("console_url"):
+                self.console.print(
+                    f"operator console for arm [cyan]{name}[/]: {info['console_url']} (on its node)"
+                )
         # Robot-hours (for successes per hour) are counted at the arms' own control rate.
         self._control_hz = min(info["control_hz"] for info in infos)
         # The arms' spec fills in what the model configs leave to the arm; nothing has moved yet.

@@ -17,7 +17,7 @@ Groups for the positive fraction: (task, "demo") for episodes of ``demo_rounds``
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -76,6 +76,8 @@ class LabellingReport:
     frames: int
     positive_fraction: float
     thresholds: dict[str, float]
+    # Episodes left out because nobody gave their outcome (they get labels once labelled and labelled again).
+    unlabelled: int = 0
 
 
 def neighbour_values(
@@ -128,8 +130,19 @@ def label_store(
     index = FrameIndex(store, episode_filter)
     index.refresh()
     records = [r for r in index.records.values() if r.meta.outcome is not Outcome.UNLABELLED]
+    unlabelled = len(index.records) - len(records)
     if not records:
-        raise ValueError(f"no labelled episodes to label in {store!r} with {episode_filter}")
+        raise ValueError(
+            f"no labelled episodes to label in {store!r} with {episode_filter}"
+            + (
+                f": all {unlabelled} are unlabelled. Give their outcomes on the arms' operator consoles (listed "
+                "under 'Unlabelled episodes') and run the same command again"
+                if unlabelled
+                else ""
+            )
+        )
+    if unlabelled and log is not None:
+        log(f"labelling leaves out {unlabelled} unlabelled episodes (no outcome given)")
     lengths = {}
     for r in records:
         lengths[r.meta.task] = max(lengths.get(r.meta.task, 0), r.meta.length)
@@ -139,7 +152,7 @@ def label_store(
         return r.meta.outcome is Outcome.SUCCESS
 
     if config.outcome_only:
-        return _label_by_outcome(store, records, config, success, log)
+        return replace(_label_by_outcome(store, records, config, success, log), unlabelled=unlabelled)
     values = _episode_values(store, records, config, lengths, success)
     advantages, groups, interventions = [], [], []
     for record, episode_values in zip(records, values, strict=True):
@@ -178,6 +191,7 @@ def label_store(
         frames=len(flat_advantages),
         positive_fraction=float(indicators.mean()),
         thresholds={f"{task}/{source}": value for (task, source), value in thresholds.items()},
+        unlabelled=unlabelled,
     )
     if log is not None:
         log(

@@ -167,9 +167,12 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
         round=args.round,
         outcome=Outcome(args.outcome),
         robot_id=args.robot_id,
+        purpose=args.purpose,
         storage_options=_options(args),
     )
-    console.print(f"imported {len(ids)} episodes into {args.store} as round {args.round}")
+    console.print(
+        f"imported {len(ids)} episodes into {args.store} as round {args.round} {args.purpose} episodes"
+    )
     return 0
 
 
@@ -207,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round", type=int, default=0)
     p.add_argument("--outcome", default=Outcome.SUCCESS.value, choices=[o.value for o in Outcome])
     p.add_argument("--robot-id", default="lerobot-import")
+    p.add_argument(
+        "--purpose",
+        default="demo",
+        choices=["demo", "rollout"],
+        help="demo: round 0's demonstrations (default)",
+    )
     return parser
 
 

@@ -24,6 +24,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from replay.sampler import EpisodeFilter
 from replay.schema import CameraSchema, Outcome, SchemaMismatchError, StoreSchema
 from replay.store import ReplayStore, ensure_store
+from robot_io.images import letterbox
 
 IMAGE_PREFIX = "observation.images."
 SIDECAR = "meta/vivarl_episodes.json"
@@ -157,18 +158,25 @@ def import_from_lerobot(
     policy_version: str = "teleop",
     outcome: Outcome | str = Outcome.SUCCESS,
     labelled_by: str = "lerobot-import",
+    purpose: str = "demo",
     storage_options: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Import every episode of the LeRobotDataset at ``root`` as committed episodes of ``round`` (0 for
-    demonstrations). A store URL that holds no store yet is created with the dataset's schema. Returns the new
-    episode ids. Outcomes come from the sidecar of a vivarl export when present, else from ``outcome``."""
+    """Import every episode of the LeRobotDataset at ``root`` as committed episodes of ``round`` with ``purpose``
+    ("demo" by default: teleoperated recordings are round 0's demonstrations, which the round driver counts). A
+    store URL that holds no store yet is created with the dataset's schema; an existing store (the arm's) takes the
+    dataset if its cameras, state and actions have the same names, and every frame is letterboxed to the store's
+    camera size (``robot_io.images``, the rule the adapter, the policy and the value models use). Returns the new
+    episode ids. Outcome and purpose come from the sidecar of a vivarl export when present, else from the
+    arguments."""
     dataset = LeRobotDataset(repo_id, root=root)
     schema = schema_from_lerobot(dataset.meta.features, dataset.meta.fps)
-    if isinstance(store, ReplayStore):
-        if not store.schema.same_layout(schema):
-            raise SchemaMismatchError(f"dataset at {root} has {schema}, the store has {store.schema}")
-    else:
+    if not isinstance(store, ReplayStore):
         store = ReplayStore.open_or_create(store, schema, storage_options=storage_options)
+    if not store.schema.same_layout(schema) and not store.schema.same_names(schema):
+        raise SchemaMismatchError(
+            f"dataset at {root} has {schema}, the store has {store.schema}: import a dataset recorded on the "
+            "same arm (cameras, state and action names must match; image sizes may differ)"
+        )
     sidecar_path = Path(root) / SIDECAR
     sidecar = (
         {e["lerobot_episode_index"]: e for e in json.loads(sidecar_path.read_text())}
@@ -193,13 +201,17 @@ def import_from_lerobot(
             round=round,
             policy_version=known.get("policy_version", policy_version),
             task=task,
+            purpose=known.get("purpose", purpose),
         ) as writer:
             for t, index in enumerate(range(first, last)):
                 item = dataset[index]
                 stage = int(columns["stage"].reshape(-1)[t]) if "stage" in columns else -1
                 progress = float(columns["progress"].reshape(-1)[t]) if "progress" in columns else np.nan
                 writer.add_step(
-                    {c: _as_hwc_uint8(item[f"{IMAGE_PREFIX}{c}"]) for c in schema.camera_names},
+                    {
+                        c.name: letterbox(_as_hwc_uint8(item[f"{IMAGE_PREFIX}{c.name}"]), c.height, c.width)
+                        for c in store.schema.cameras
+                    },
                     columns["observation.state"][t],
                     columns["action"][t],
                     float(timestamps[t]),

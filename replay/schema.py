@@ -160,6 +160,14 @@ class StoreSchema:
             image_clevel=int(d.get("image_clevel", 1)),
         )
 
+    def same_names(self, other: StoreSchema) -> bool:
+        """True when ``other`` records the same cameras, state and actions, whatever its image sizes."""
+        return (
+            self.camera_names == other.camera_names
+            and self.state_names == other.state_names
+            and self.action_names == other.action_names
+        )
+
     def same_layout(self, other: StoreSchema) -> bool:
         """True when data written for ``other`` fits this store (chunking and compression may differ)."""
         return (

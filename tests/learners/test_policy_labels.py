@@ -96,3 +96,17 @@ def test_label_store_reads_a_value_column_in_model_range(tmp_path):
     np.testing.assert_allclose(store.read_derived("advantage", "lab", episode), 0.0, atol=1e-6)
     with pytest.raises(KeyError, match="no value column"):
         label_store(store, LabellingConfig(run="lab2", value_key="missing"))
+
+
+def test_unlabelled_episodes_are_left_out_with_a_count_and_none_labelled_names_the_console(tmp_path):
+    store = ReplayStore.create(str(tmp_path / "replay"), SCHEMA)
+    for _ in range(2):
+        write(store, np.linspace(0, 1, 6), Outcome.UNLABELLED, 0)
+    with pytest.raises(
+        ValueError, match="all 2 are unlabelled. Give their outcomes on the arms' operator consoles"
+    ):
+        label_store(store, LabellingConfig(run="r0", outcome_only=True))
+    labelled = write(store, np.linspace(0, 1, 6), Outcome.SUCCESS, 0)
+    report = label_store(store, LabellingConfig(run="r1", outcome_only=True))
+    assert (report.episodes, report.unlabelled) == (1, 2)
+    assert store.derived_episode_ids("indicator", "r1") == {labelled}

@@ -55,7 +55,8 @@ def test_export_then_import_round_trips_exactly(store, tmp_path):
     assert set(new_ids).isdisjoint(originals)
 
 
-def test_import_demonstrations_recorded_with_lerobot_tools(tmp_path):
+def teleop_dataset(root):
+    """An empty LeRobotDataset as LeRobot's recording tools make one: an 8x12 camera and two joints at 15 fps."""
     features = {
         "observation.images.top": {
             "dtype": "image",
@@ -65,9 +66,11 @@ def test_import_demonstrations_recorded_with_lerobot_tools(tmp_path):
         "observation.state": {"dtype": "float32", "shape": (2,), "names": ["j0", "j1"]},
         "action": {"dtype": "float32", "shape": (2,), "names": ["j0", "j1"]},
     }
-    demos = LeRobotDataset.create(
-        "test/teleop", fps=15, features=features, root=tmp_path / "demos", use_videos=False
-    )
+    return LeRobotDataset.create("test/teleop", fps=15, features=features, root=root, use_videos=False)
+
+
+def test_import_demonstrations_recorded_with_lerobot_tools(tmp_path):
+    demos = teleop_dataset(tmp_path / "demos")
     rng = np.random.default_rng(0)
     frames = []
     for _ in range(2):
@@ -104,3 +107,35 @@ def test_import_demonstrations_recorded_with_lerobot_tools(tmp_path):
             np.testing.assert_array_equal(data["state"][t], frames[4 * k + t]["observation.state"])
         np.testing.assert_allclose(data["timestamp"], np.arange(4) / 15, atol=1e-6)
         assert np.isnan(data["progress"]).all() and not meta.has_ground_truth
+
+
+def test_imported_teleop_recordings_are_demonstrations_fitted_to_the_arms_frames(tmp_path):
+    # Recorded with LeRobot's tools at 8x12 (a 2:3 camera); the arm's store keeps 8x8 frames.
+    demos = teleop_dataset(tmp_path / "demos")
+    for _ in range(3):
+        demos.add_frame(
+            {
+                "observation.images.top": np.full((8, 12, 3), 200, dtype=np.uint8),
+                "observation.state": np.zeros(2, dtype=np.float32),
+                "action": np.zeros(2, dtype=np.float32),
+                "task": "stack cups",
+            }
+        )
+    demos.save_episode()
+    demos.finalize()
+    from replay.schema import CameraSchema, StoreSchema
+
+    arm = StoreSchema(
+        cameras=(CameraSchema("top", 8, 8),),
+        state_names=("j0", "j1"),
+        action_names=("j0", "j1"),
+        control_hz=15.0,
+    )
+    store = ReplayStore.create(str(tmp_path / "arm"), arm)
+    (episode_id,) = import_from_lerobot(tmp_path / "demos", store, repo_id="test/teleop")
+    meta = store.record(episode_id).meta
+    assert meta.purpose == "demo" and meta.round == 0 and meta.outcome is Outcome.SUCCESS
+    frame = store.read_episode(episode_id, ["images/top"])["images/top"][0]
+    # Letterboxed, not squashed: the 12-wide frame scaled to 8 wide leaves black bands above and below.
+    assert frame.shape == (8, 8, 3)
+    assert (frame[0] == 0).all() and (frame[-1] == 0).all() and (frame[4] == 200).all()
