@@ -31,6 +31,7 @@ keeps its period (``benchmarks/bench_actors.py`` measures it).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from policy.config import PolicyConfig
 from policy.deploy import Policy
 from robot_io.spec import Observation
 
@@ -65,6 +67,12 @@ class InferenceConfig:
     rtc_commit_steps: int = 1
     # Drop a chunk, or a queued action, planned from an observation older than this (seconds).
     max_chunk_age_s: float = 1.0
+    # Predict once from a blank observation when the policy is loaded (between episodes): a model's first call
+    # is several times slower than the rest (allocations, kernel selection), and would fall inside an episode.
+    warmup: bool = True
+    # Python's thread switch interval while an asynchronous policy runs (seconds; 0: leave Python's 5 ms). The
+    # control thread waits at most this long for the interpreter when the inference thread holds it.
+    switch_interval_s: float = 0.001
 
     def __post_init__(self) -> None:
         if self.mode not in INFERENCE_MODES:
@@ -77,6 +85,8 @@ class InferenceConfig:
             )
         if not 0.0 <= self.average_weight <= 1.0:
             raise ValueError(f"inference.average_weight must be in [0, 1], got {self.average_weight}")
+        if self.switch_interval_s < 0:
+            raise ValueError(f"inference.switch_interval_s must be >= 0, got {self.switch_interval_s}")
         if self.rtc_commit_steps < 0 or self.max_chunk_age_s <= 0:
             raise ValueError("inference.rtc_commit_steps must be >= 0 and inference.max_chunk_age_s > 0")
 
@@ -159,6 +169,10 @@ class AsyncChunkPolicy:
         # Held while the worker runs the model: reset() waits for it (between episodes, the arm idle) so that
         # reseeding never races a prediction.
         self._model_lock = threading.Lock()
+        if self.config.switch_interval_s > 0:
+            sys.setswitchinterval(self.config.switch_interval_s)
+        if self.config.warmup:
+            self.policy.predict_chunks([blank_observation(self.policy.config)])
         self._worker = threading.Thread(target=self._work, name="vivarl-chunk-inference", daemon=True)
         self._worker.start()
 
@@ -307,3 +321,13 @@ def merge_planned(queued: list[_Planned], new: list[_Planned], config: Inference
             # The merged action is as fresh as its newer part.
             merged.append(_Planned(planned.step, action.astype(np.float32), planned.observed_at))
     return merged
+
+
+def blank_observation(config: PolicyConfig) -> Observation:
+    """A black frame per camera and a zero state: enough for a policy's warm-up call."""
+    side = config.image_size
+    return Observation(
+        images={camera: np.zeros((side, side, 3), dtype=np.uint8) for camera in config.cameras},
+        state=np.zeros(config.state_dim, dtype=np.float32),
+        timestamp=0.0,
+    )

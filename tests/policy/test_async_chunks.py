@@ -59,7 +59,7 @@ def wait_until(condition, timeout_s: float = 10.0) -> None:
 
 def test_the_control_thread_holds_instead_of_waiting_and_drops_the_steps_that_passed():
     gated = GatedPolicy()
-    runner = AsyncChunkPolicy(gated, InferenceConfig(mode="async", merge="latest"))
+    runner = AsyncChunkPolicy(gated, InferenceConfig(mode="async", merge="latest", warmup=False))
     try:
         runner.reset(0)
         # Inference is stuck: every step still returns at once, as a hold.
@@ -88,7 +88,9 @@ def test_the_control_thread_holds_instead_of_waiting_and_drops_the_steps_that_pa
 def test_a_chunk_older_than_the_age_limit_is_dropped():
     now = [0.0]
     gated = GatedPolicy()
-    runner = AsyncChunkPolicy(gated, InferenceConfig(mode="async", max_chunk_age_s=0.5), clock=lambda: now[0])
+    runner = AsyncChunkPolicy(
+        gated, InferenceConfig(mode="async", max_chunk_age_s=0.5, warmup=False), clock=lambda: now[0]
+    )
     try:
         runner.reset(0)
         assert runner.act(observation_at(0)) is None
@@ -106,7 +108,7 @@ def test_a_chunk_older_than_the_age_limit_is_dropped():
 
 def test_a_takeover_discards_the_chunk_being_predicted():
     gated = GatedPolicy()
-    runner = AsyncChunkPolicy(gated, InferenceConfig(mode="async"))
+    runner = AsyncChunkPolicy(gated, InferenceConfig(mode="async", warmup=False))
     try:
         runner.reset(0)
         assert runner.act(observation_at(0)) is None  # asks for a chunk from step 0
