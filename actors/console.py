@@ -112,7 +112,7 @@ def console_app(channel: OperatorChannel, token: str, *, store: Any = None, tele
 
     @api.get("/api/state")
     def state() -> dict:
-        return {**channel.snapshot(), "can_take_over": teleop is not None}
+        return {**channel.snapshot(), "can_take_over": hasattr(teleop, "set_takeover")}
 
     @api.get("/api/frame/{camera}")
     def frame(camera: str) -> Response:

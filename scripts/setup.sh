@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 venv="${VIVARL_VENV:-.venv}"
 python="${VIVARL_PYTHON:-python3.11}"
 
-# FFmpeg shared libraries for torchcodec (LeRobotDataset video decoding) and EGL/OSMesa for offscreen MuJoCo.
+# FFmpeg shared libraries for torchcodec (LeRobotDataset video decoding), EGL/OSMesa for offscreen MuJoCo, and a
+# headless browser for the operator console's browser test.
 apt_packages=(libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavdevice59 libavfilter8
-              libegl1 libgl1 libosmesa6)
+              libegl1 libgl1 libosmesa6 chromium chromium-driver)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
