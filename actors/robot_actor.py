@@ -9,7 +9,7 @@ restart is safe: the episode that was in flight stays torn in the store's stagin
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from policy.async_chunks import AsyncChunkPolicy, InferenceConfig
 from replay import ReplayStore, StoreSchema
 from robot_io import RobotConfig, make_robot
 from robot_io.robot import Teleoperator
+from telemetry import RoleRun, RunTelemetry
 
 PURPOSES = ("demo", "rollout", "eval")
 
@@ -43,6 +44,8 @@ class ActorSettings:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     # The operator console served on the arm's node (on by default where an operator gives the outcomes).
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    # This arm's own W&B run (episode summaries); None: no W&B.
+    telemetry: RunTelemetry | None = None
     store_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,6 +62,8 @@ class RobotWorker:
             storage_options=settings.store_options or None,
         )
         self.corrector, self.demonstrator = self._make_teleoperators()
+        self.wandb = RoleRun(settings.telemetry, {"robot": asdict(settings.robot)})
+        self.episodes_run = 0
         self.channel: OperatorChannel | None = None
         self.console: ConsoleServer | None = None
         if settings.console.is_enabled(settings.outcome_source):
@@ -135,6 +140,21 @@ class RobotWorker:
                 episode_events=events,
                 channel=self.channel,
             )
+            self.episodes_run += 1
+            result = collected.result
+            self.wandb.log(
+                {
+                    "episode/index": self.episodes_run,
+                    "episode/round": round,
+                    "episode/success": float(collected.outcome == "success"),
+                    "episode/labelled": float(collected.outcome != "unlabelled"),
+                    "episode/steps": result.steps,
+                    "episode/intervention_rate": result.intervention_steps / max(result.steps, 1),
+                    "episode/inference_holds": result.inference_holds,
+                    "episode/wall_time_s": result.wall_time_s,
+                    **{f"safety/{k}": v for k, v in result.safety.items()},
+                }
+            )
             summaries.append(
                 {
                     "episode_id": collected.episode_id,
@@ -170,6 +190,7 @@ class RobotWorker:
         return ray.get_runtime_context().get_node_id()
 
     def close(self) -> None:
+        self.wandb.finish()
         if self.console is not None:
             self.console.stop()
         self.robot.disconnect()

@@ -362,8 +362,6 @@ class RoundDriver:
         self.console.print(round_table(self.state))
         self.console.print(stage_table(self.state))
         if self.monitor is not None and self.monitor.enabled:
-            import ray
-
             from improve.report import round_media
 
             media = round_media(
@@ -377,19 +375,13 @@ class RoundDriver:
                 ),
                 holdout_fraction=self.config.value_learner.holdout_fraction,
             )
-            self.monitor.log_round(r, metrics, **media)
-            self.monitor.log_role("actor", r, self._per_arm_metrics(r, hz))
-            self.monitor.log_role("value_learner", r, ray.get(self.value_learner.metrics.remote()))
-            self.monitor.log_role(
-                "policy_learner",
-                r,
-                {
-                    "policy/final_loss": outputs.get("policy_final_loss", float("nan")),
-                    "policy/version": float(outputs.get("policy_version", -1)),
-                    "policy/samples_per_s": outputs.get("policy_samples_per_s", float("nan")),
-                    "policy/data_wait_fraction": outputs.get("policy_data_wait_fraction", float("nan")),
-                },
-            )
+            # Per round here; the learners and the arms log their own step series in their own runs.
+            per_round = {
+                **self._per_arm_metrics(r, hz),
+                "policy/final_loss": outputs.get("policy_final_loss", float("nan")),
+                "policy/version": float(outputs.get("policy_version", -1)),
+            }
+            self.monitor.log_round(r, {**metrics, **per_round}, **media)
 
     def _per_arm_metrics(self, r: int, hz: float) -> dict[str, float]:
         records = [
@@ -406,6 +398,12 @@ class RoundDriver:
             ).items():
                 metrics[f"{arm}/{key}"] = value
         return metrics
+
+    def _telemetry(self, role: str, member: str = "") -> Any:
+        """What a role's actor needs to open its own W&B run in this run's group (None: W&B disabled)."""
+        if self.monitor is None or not self.monitor.enabled:
+            return None
+        return self.monitor.for_role(role, member)
 
     def _out_of_budget(self, started: float) -> bool:
         budget = self.config.loop.budget_hours
@@ -460,6 +458,7 @@ class RoundDriver:
                 device=config.ray.actor_device,
                 inference=config.inference,
                 console=config.console,
+                telemetry=self._telemetry("actor", robot.name),
             )
             for robot in config.robots.values()
         ]
@@ -479,11 +478,15 @@ class RoundDriver:
         from improve.preflight import fit_models_to_arm
 
         self.config = config = fit_models_to_arm(config, RobotSpec.from_dict(infos[0]["spec"]))
-        self.value_learner = launch_value_learner(config.value_learner, config.valuemodel)
+        self.value_learner = launch_value_learner(
+            config.value_learner, config.valuemodel, telemetry=self._telemetry("value_learner")
+        )
         # Ray reports an actor's constructor error at its first call; make that call now, so that a value model the
         # arms' robot cannot feed is refused before the arms record a round, not after.
         ray.get(self.value_learner.latest_version.remote())
-        self.policy_learner = launch_policy_learner(config.policy_learner)
+        self.policy_learner = launch_policy_learner(
+            config.policy_learner, telemetry=self._telemetry("policy_learner")
+        )
         # A restarted driver gives the arms what was last deployed, not a policy trained but never deployed.
         deployed_round = self.state.latest_round_with("deployed")
         if deployed_round is not None:

@@ -1,90 +1,42 @@
-"""Weights & Biases for an improvement run: one group per run, one W&B run per role (job type).
+"""The round driver's W&B run: one point per round (the round table's numbers, videos, value curves).
 
-Offline by default (runs land in ``<run_dir>/wandb`` and upload later with ``wandb sync``), online when the user
-sets ``wandb.mode=online``, and entirely off with ``wandb.mode=disabled``. The driver holds one run per role
-(round driver, actor, value learner, policy learner) and logs what each role reported back to it, so the arms'
-and learners' processes need no W&B connection of their own.
+Every role logs its own run from its own process (``telemetry``): the value and policy learners their losses per
+step, learning rate, data-wait share and published versions, each arm its episodes; all in one W&B group per run.
+Offline by default (runs land in ``<run_dir>/wandb`` and upload later with ``wandb sync``), online with
+``wandb.mode=online``, entirely off with ``wandb.mode=disabled``.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-MODES = ("offline", "online", "disabled")
-ROLES = ("round_driver", "actor", "value_learner", "policy_learner")
+from telemetry import ROLES, RoleRun, RunTelemetry, WandbConfig, init_kwargs
 
-
-@dataclass
-class WandbConfig:
-    # offline (default; `wandb sync <run_dir>/wandb/offline-run-*` uploads later), online, or disabled.
-    mode: str = "offline"
-    project: str = "vivarl"
-    # W&B entity (team or user); empty uses the logged-in default.
-    entity: str = ""
-    # Log one evaluation episode per round as a video.
-    log_videos: bool = True
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"wandb.mode must be one of {MODES}, got {self.mode!r}")
-
-
-def init_kwargs(config: WandbConfig, run_name: str, run_dir: str | Path, role: str) -> dict[str, Any]:
-    """Arguments of ``wandb.init`` for one role of the run; empty when W&B is disabled."""
-    if role not in ROLES:
-        raise ValueError(f"unknown W&B role {role!r}; roles are {ROLES}")
-    if config.mode == "disabled":
-        return {}
-    wandb_dir = Path(run_dir).resolve()
-    wandb_dir.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, Any] = {
-        "project": config.project,
-        "group": run_name,
-        "job_type": role,
-        "name": f"{run_name}-{role}",
-        "mode": config.mode,
-        "dir": str(wandb_dir),
-        # A resumed run continues the same W&B run per role instead of starting a new one.
-        "id": f"{run_name}-{role}".replace("/", "-")[:120],
-        "resume": "allow",
-    }
-    if config.entity:
-        kwargs["entity"] = config.entity
-    return kwargs
+__all__ = ["ROLES", "RoundMonitor", "WandbConfig", "init_kwargs"]
 
 
 class RoundMonitor:
-    """Scalars per round, videos, value-curve plots and the advantage histogram, one W&B run per role."""
+    """The round driver's run: scalars per round, videos, value-curve plots and the advantage histogram."""
 
     def __init__(self, config: WandbConfig, run_name: str, run_dir: str | Path, config_dict: dict) -> None:
         self.config = config
-        self.runs: dict[str, Any] = {}
-        if config.mode == "disabled":
-            return
-        os.environ.setdefault("WANDB_SILENT", "true")
-        import wandb
-
-        for role in ROLES:
-            kwargs = init_kwargs(config, run_name, run_dir, role)
-            self.runs[role] = wandb.init(config=config_dict, reinit="create_new", **kwargs)
+        self.telemetry = RunTelemetry(config, run_name, str(run_dir), "round_driver")
+        self._role_run = RoleRun(self.telemetry, config_dict)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.runs)
+        return self._role_run.enabled
 
     @property
     def run(self) -> Any:
-        return self.runs.get("round_driver")
+        return self._role_run.run
 
-    def log_role(self, role: str, round_index: int, metrics: dict[str, float]) -> None:
-        """Metrics a role reported (an arm's episodes, a learner's losses) into that role's W&B run."""
-        if role in self.runs and metrics:
-            self.runs[role].log({"round": round_index, **metrics}, step=round_index)
+    def for_role(self, role: str, member: str = "") -> RunTelemetry:
+        """What an actor of ``role`` needs to open its own run in this run's group."""
+        return RunTelemetry(self.config, self.telemetry.run_name, self.telemetry.run_dir, role, member)
 
     def log_round(
         self,
@@ -109,6 +61,4 @@ class RoundMonitor:
         self.run.log(payload, step=round_index)
 
     def finish(self) -> None:
-        for run in self.runs.values():
-            run.finish()
-        self.runs = {}
+        self._role_run.finish()

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from learners.policy_learner import PolicyLearner, PolicyLearnerConfig
+from telemetry import RoleRun, RunTelemetry
 
 log = logging.getLogger(__name__)
 
 
 class PolicyLearnerActor:
-    def __init__(self, config: PolicyLearnerConfig) -> None:
+    def __init__(self, config: PolicyLearnerConfig, telemetry: RunTelemetry | None = None) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        self.learner = PolicyLearner(config, log=log.info)
+        # The policy learner's own W&B run: loss and learning rate per logged step, each version published.
+        self.wandb = RoleRun(telemetry, asdict(config))
+        self.learner = PolicyLearner(config, log=log.info, on_metrics=self.wandb.log)
 
     def train_round(
         self, round_index: int, labelling_run: str | None, start_from: str | None = None
@@ -31,7 +34,9 @@ class PolicyLearnerActor:
         }
 
 
-def launch_policy_learner(config: PolicyLearnerConfig, name: str | None = None) -> Any:
+def launch_policy_learner(
+    config: PolicyLearnerConfig, name: str | None = None, telemetry: RunTelemetry | None = None
+) -> Any:
     """Start the actor; it takes one GPU and trains on it when the cluster has GPUs."""
     import ray
 
@@ -39,4 +44,4 @@ def launch_policy_learner(config: PolicyLearnerConfig, name: str | None = None) 
     if has_gpu and config.device == "cpu":
         config = replace(config, device="cuda")
     actor_class = ray.remote(PolicyLearnerActor).options(num_cpus=1, num_gpus=1 if has_gpu else 0, name=name)
-    return actor_class.remote(config)
+    return actor_class.remote(config, telemetry)

@@ -179,9 +179,13 @@ def initial_model(
 
 
 def train_policy_round(
-    config: PolicyLearnerConfig, round_index: int, log: Callable[[str], None] = print
+    config: PolicyLearnerConfig,
+    round_index: int,
+    log: Callable[[str], None] = print,
+    on_metrics: Callable[[dict[str, float]], None] = lambda metrics: None,
 ) -> PolicyTrainResult:
-    """Train the policy of round ``round_index`` and save it as the next checkpoint version."""
+    """Train the policy of round ``round_index`` and save it as the next checkpoint version; ``on_metrics`` gets
+    the loss and learning rate every ``log_every`` steps and the round's summary at the end (the actor's W&B)."""
     started = time.monotonic()
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
@@ -280,8 +284,15 @@ def train_policy_round(
             step += 1
             timing.add(t0, t1, time.perf_counter())
             if step % config.log_every == 0 or step == config.steps:
-                log(
-                    f"round {round_index} step {step}/{config.steps} loss {np.mean(losses[-config.log_every :]):.4f}"
+                recent = float(np.mean(losses[-config.log_every :]))
+                log(f"round {round_index} step {step}/{config.steps} loss {recent:.4f}")
+                on_metrics(
+                    {
+                        "policy/loss": recent,
+                        "policy/learning_rate": optimizer.param_groups[0]["lr"],
+                        "policy/data_wait_fraction": timing.data_wait_fraction,
+                        "round": round_index,
+                    }
                 )
 
     # 4. Save, with the provenance an actor and the round driver need.
@@ -304,6 +315,13 @@ def train_policy_round(
         },
     )
     log(f"round {round_index}: saved {folder}")
+    on_metrics(
+        {
+            "policy/published_version": version,
+            "policy/samples_per_s": timing.samples_per_s(step, config.batch_size),
+            "round": round_index,
+        }
+    )
     return PolicyTrainResult(
         folder,
         version,
@@ -334,9 +352,15 @@ def _to_device(
 class PolicyLearner:
     """What the learner's Ray actor holds: the config, and one call per round."""
 
-    def __init__(self, config: PolicyLearnerConfig, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        config: PolicyLearnerConfig,
+        log: Callable[[str], None] = print,
+        on_metrics: Callable[[dict[str, float]], None] = lambda metrics: None,
+    ) -> None:
         self.config = config
         self.log = log
+        self.on_metrics = on_metrics
 
     def train_round(
         self, round_index: int, labelling_run: str | None = None, start_from: str | None = None
@@ -346,4 +370,4 @@ class PolicyLearner:
         config = self.config if labelling_run is None else replace(self.config, labelling_run=labelling_run)
         if start_from is not None:
             config = replace(config, base_checkpoint=start_from, restart_each_round=True)
-        return train_policy_round(config, round_index, self.log)
+        return train_policy_round(config, round_index, self.log, self.on_metrics)

@@ -24,6 +24,7 @@ from typing import Any
 
 from learners.value_learner import ValueLearner, ValueLearnerConfig
 from learners.value_quality import ValueFloorConfig
+from telemetry import RoleRun, RunTelemetry
 from valuemodel.checkpoint import version_dir
 from valuemodel.config import ValueModelConfig
 
@@ -84,12 +85,21 @@ class ValueLearnerActor:
     """What runs inside the actor. Training calls (refit, label, continual) are serialised by one lock;
     ``latest_version`` and ``metrics`` answer at any time (the actor runs with several threads)."""
 
-    def __init__(self, config: dict[str, Any], model_config: dict[str, Any], use_gpu: bool = False) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        model_config: dict[str, Any],
+        use_gpu: bool = False,
+        telemetry: RunTelemetry | None = None,
+    ) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         self.config = ValueLearnerConfig(**config)
         self.model_config = ValueModelConfig.from_dict(model_config)
         self.use_gpu = use_gpu
         self.learner = ValueLearner(self.config, self.model_config)
+        # The value learner's own W&B run: loss, learning rate and data wait per logged step, each version.
+        self.wandb = RoleRun(telemetry, {"learner": config, "model": model_config})
+        self.learner.on_metrics = self.wandb.log
         self._busy = threading.Lock()
         self._stop = threading.Event()
         self._continual: threading.Thread | None = None
@@ -171,7 +181,10 @@ class ValueLearnerActor:
 
 
 def launch_value_learner(
-    config: ValueLearnerConfig, model_config: ValueModelConfig, name: str | None = None
+    config: ValueLearnerConfig,
+    model_config: ValueModelConfig,
+    name: str | None = None,
+    telemetry: RunTelemetry | None = None,
 ) -> Any:
     """Start the actor: with ``gpus_per_worker`` GPUs when the cluster has GPUs, on CPU otherwise. With
     ``distributed`` set, the actor itself is a light coordinator and the Ray Train workers take the GPUs."""
@@ -182,4 +195,4 @@ def launch_value_learner(
     actor_class = ray.remote(ValueLearnerActor).options(
         num_cpus=1, num_gpus=own_gpus, max_concurrency=4, name=name
     )
-    return actor_class.remote(asdict(config), model_config.to_dict(), has_gpu)
+    return actor_class.remote(asdict(config), model_config.to_dict(), has_gpu, telemetry)

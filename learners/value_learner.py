@@ -265,6 +265,10 @@ class ValueLearner:
         self._cache_owner = ""
         self.model: Any = None
         self.metrics: dict[str, float] = {}
+        # Gets the loss, learning rate and data-wait share every log_every steps and each version published (the
+        # actor's W&B run); steps count across refits, so each refit continues one curve.
+        self.on_metrics: Callable[[dict[str, float]], None] = lambda metrics: None
+        self.total_steps = 0
 
     # ---- versions and labels ---------------------------------------------------------------------------------
 
@@ -566,8 +570,18 @@ class TrainingRun:
             self.step += 1
             losses.append(out["loss"].item())
             timing.add(t0, t1, time.perf_counter())
+            self.learner.total_steps += 1
             if cfg.log_every and self.step % cfg.log_every == 0:
-                log.info("value step %d loss %.4f", self.step, float(np.mean(losses[-cfg.log_every :])))
+                recent = float(np.mean(losses[-cfg.log_every :]))
+                log.info("value step %d loss %.4f", self.step, recent)
+                self.learner.on_metrics(
+                    {
+                        "value/loss": recent,
+                        "value/learning_rate": self.optimizer.param_groups[0]["lr"],
+                        "value/data_wait_fraction": timing.data_wait_fraction,
+                        "value/train_step": self.learner.total_steps,
+                    }
+                )
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.learner._save_state(self)
         steps = self.step - start_step
@@ -639,6 +653,14 @@ class TrainingRun:
         save_checkpoint(model, self.learner.root, version, self.stats.to_dict())
         log.info("published value model v%06d after %d steps on %d episodes", version, self.step,
                  len(self.index.episode_ids))  # fmt: skip
+        self.learner.on_metrics(
+            {
+                "value/published_version": version,
+                "value/train_step": self.learner.total_steps,
+                "value/episodes": len(self.index.episode_ids),
+                "round": self.round,
+            }
+        )
         return version
 
 

@@ -24,7 +24,6 @@ def test_disabled_wandb_never_imports_it_and_logging_is_a_no_op(tmp_path, monkey
     monitor = RoundMonitor(WandbConfig(mode="disabled"), "night1", tmp_path, {})
     assert not monitor.enabled
     monitor.log_round(0, {"eval/success_rate": 0.5})
-    monitor.log_role("actor", 0, {"sim0/episodes": 3.0})
     monitor.finish()
     assert init_kwargs(WandbConfig(mode="disabled"), "night1", tmp_path, "actor") == {}
 
