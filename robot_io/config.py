@@ -63,6 +63,9 @@ class LeRobotArmConfig:
 
     # LeRobot robot type name, as registered with its RobotConfig (e.g. "so101_follower").
     robot_type: str = "so101_follower"
+    # Python modules to import before robot_type and teleop_type are looked up: a lab's own robot or teleoperator
+    # classes that register themselves with LeRobot but are not installed as lerobot_robot_* plugin packages.
+    import_modules: list[str] = field(default_factory=list)
     # Keyword arguments of that robot's config class (port, id, cameras ...); see LeRobot's docs per robot.
     robot_kwargs: dict = field(default_factory=dict)
     # Optional teleoperator for human takeover (e.g. "so101_leader", "gamepad"); empty for none.

@@ -54,6 +54,17 @@ def _register_lerobot_devices(package_name: str) -> None:
     register_third_party_plugins()
 
 
+def _import_modules(names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(
+                f"lerobot.import_modules names {name!r}, which cannot be imported ({exc}); put its folder on "
+                "PYTHONPATH on every node that drives the arm"
+            ) from exc
+
+
 def _config_class(registry: Any, type_name: str, package_name: str, field_name: str) -> type:
     if type_name not in registry.get_known_choices():
         _register_lerobot_devices(package_name)
@@ -156,6 +167,7 @@ def make_lerobot_robot(config: LeRobotArmConfig) -> LeRobotArm:
     """LeRobot's robot for ``config.robot_type``, built from ``config.robot_kwargs``, wrapped, not connected."""
     from lerobot.robots import RobotConfig, make_robot_from_config
 
+    _import_modules(config.import_modules)
     config_class = _config_class(RobotConfig, config.robot_type, "lerobot.robots", "robot_type")
     robot_config = _decode_config(config_class, config.robot_kwargs, config.robot_type, "robot_kwargs")
     return LeRobotArm(_build_device(make_robot_from_config, robot_config, "robot", config.robot_type), config)
@@ -492,6 +504,7 @@ def make_lerobot_teleop(
         return None
     from lerobot.teleoperators import TeleoperatorConfig, make_teleoperator_from_config
 
+    _import_modules(config.import_modules)
     config_class = _config_class(
         TeleoperatorConfig, config.teleop_type, "lerobot.teleoperators", "teleop_type"
     )

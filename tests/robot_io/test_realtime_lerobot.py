@@ -43,6 +43,9 @@ def test_a_slow_policy_never_blocks_the_paced_control_loop(arm_config) -> None:
     policy = TwoPeriodPolicy(build_model(policy_config), Normalizer({"state": unit, "action": unit}))
     policy.threads = []
     source = AsyncChunkPolicy(policy, InferenceConfig(mode="async"))
+    # Its warm-up prediction ran here, when the policy was loaded (between episodes, on the loading thread).
+    assert policy.threads == ["MainThread"]
+    policy.threads.clear()
     try:
         with robot:
             device = arm.robot
