@@ -77,10 +77,24 @@ class ConsoleConfig:
             return path.read_text().strip()
         path.parent.mkdir(parents=True, exist_ok=True)
         token = secrets.token_urlsafe(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return _read_when_written(path)  # another arm's actor on this node made it just now
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
         return token
+
+
+def _read_when_written(path: Path) -> str:
+    import time
+
+    for _ in range(50):
+        token = path.read_text().strip()
+        if token:
+            return token
+        time.sleep(0.02)
+    raise RuntimeError(f"the console token file {path} stays empty: delete it and start again")
 
 
 def console_app(channel: OperatorChannel, token: str, *, store: Any = None, teleop: Any = None) -> Any:
@@ -138,17 +152,22 @@ def console_app(channel: OperatorChannel, token: str, *, store: Any = None, tele
             raise HTTPException(
                 404, f"episode {body.episode_id} is not being labelled and no store is attached"
             )
-        try:
-            store.set_outcome(body.episode_id, body.outcome, labelled_by="operator-console")
-        except KeyError:
-            raise HTTPException(404, f"no committed episode {body.episode_id} in the store") from None
+        record = _committed_record(store, body.episode_id)
+        if record is None:
+            raise HTTPException(404, f"no committed episode {body.episode_id} in the store")
+        if record.meta.robot_id != channel.robot:
+            raise HTTPException(
+                403, f"episode {body.episode_id} is arm {record.meta.robot_id}'s, not {channel.robot}'s"
+            )
+        store.set_outcome(body.episode_id, body.outcome, labelled_by="operator-console")
         return {"episode_id": body.episode_id, "outcome": body.outcome, "written": "to the committed episode"}
 
     @api.get("/api/unlabelled")
     def unlabelled() -> list[dict]:
         if store is None:
             return []
-        records = store.records(reload=True).values()
+        # Cached commit records (new episodes are read, known ones not again): relabels made here update the cache.
+        records = store.records().values()
         return [
             {
                 "episode_id": r.meta.episode_id,
@@ -232,6 +251,21 @@ class ConsoleServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=5.0)
+
+
+def _committed_record(store: Any, episode_id: str, wait_s: float = 3.0) -> Any:
+    """The commit record of ``episode_id``, waiting briefly for one that is being committed right now (an answer
+    that arrived just after the question timed out); None when there is none."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return store.record(episode_id, reload=True)
+        except KeyError:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
 
 
 def _free_port(host: str, first: int) -> int:

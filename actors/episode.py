@@ -89,7 +89,8 @@ class EpisodeResult:
     final_progress: float | None
     intervention_steps: int
     wall_time_s: float
-    # Steps the arm was held because the policy had no action ready (asynchronous inference running late).
+    # Control steps the arm was held because the policy had no action ready (asynchronous inference running late);
+    # they are not among ``steps`` (the recorded ones).
     inference_holds: int = 0
     safety: dict[str, int] = field(default_factory=dict)
     # The observation after the last action: what the outcome is judged on.
@@ -119,7 +120,11 @@ def run_episode(
     """Run one episode; with ``realtime`` the loop is paced at the robot's control rate (real arms).
 
     With ``control`` the episode also ends on the operator's word, and while the operator pauses it the arm holds
-    and nothing is recorded (a paused step is no step of the episode).
+    and nothing is recorded (a paused step is no step of the episode; the policy plans afresh after the pause).
+
+    A step with no action ready (``act`` returned None) holds the arm and counts against ``max_steps`` like any
+    control step, but is not recorded: it is no action of the policy's, and recorded holds would teach it to stand
+    still at the start of every episode.
     """
     start = time.monotonic()
     stats = getattr(robot, "stats", None)
@@ -130,18 +135,23 @@ def run_episode(
     policy.reset(seed)
     observation = robot.start_episode(seed)
     steps = interventions = holds = 0
-    intervening = False
+    intervening = paused = False
     next_tick = time.monotonic()
-    while steps < max_steps and not episode_finished(observation):
+    while steps + holds < max_steps and not episode_finished(observation):
         # An episode has at least one step: the store keeps no empty episodes.
         if control is not None and steps > 0 and control.end_requested():
             break
         if control is not None and control.paused():
+            paused = True
             robot.send_action(robot.hold_action())
             time.sleep(period)
             next_tick = time.monotonic()
             observation = robot.get_observation()
             continue
+        if paused:
+            # The plan was made before the pause, for a scene the operator may have touched since.
+            discard_plan()
+            paused = False
         correction = teleop.get_action(observation) if teleop is not None else None
         intervention = correction is not None
         if intervention and not intervening:
@@ -158,10 +168,11 @@ def run_episode(
         applied = robot.send_action(requested)
         if control is not None:
             control.observe(observation, intervention, held)
-        if on_step is not None:
-            on_step(Step(observation=observation, action=applied, intervention=intervention))
-        steps += 1
-        interventions += int(intervention)
+        if not held:
+            if on_step is not None:
+                on_step(Step(observation=observation, action=applied, intervention=intervention))
+            steps += 1
+            interventions += int(intervention)
         if realtime:
             next_tick += period
             delay = next_tick - time.monotonic()

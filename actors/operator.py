@@ -50,6 +50,8 @@ class OperatorChannel:
     _reset_confirmed: bool = False
     _asked: str | None = None
     _answer: str | None = None
+    # An outcome given for the running episode before it ends: it answers the question when it comes.
+    _early: dict[str, str] = field(default_factory=dict)
 
     # -- the episode loop's side --------------------------------------------------------------------------
     def episode_started(self, episode_id: str, purpose: str, policy_version: str) -> None:
@@ -76,7 +78,7 @@ class OperatorChannel:
     def ask_outcome(self, episode_id: str, timeout_s: float) -> str:
         """Block until the operator labels ``episode_id`` or ``timeout_s`` passes (then unlabelled)."""
         with self._lock:
-            self.state, self._asked, self._answer = LABELLING, episode_id, None
+            self.state, self._asked, self._answer = LABELLING, episode_id, self._early.pop(episode_id, None)
             self._lock.notify_all()
             self._lock.wait_for(lambda: self._answer is not None, timeout=timeout_s)
             answer, self._asked, self._answer = self._answer, None, None
@@ -96,13 +98,16 @@ class OperatorChannel:
 
     # -- the console's side -------------------------------------------------------------------------------
     def answer_outcome(self, episode_id: str, outcome: str) -> bool:
-        """True when it answered the question the loop is waiting on; False when nobody is asking about that
-        episode (the caller then labels the committed episode in the store)."""
+        """True when it answered the question the loop is waiting on, or will (given for the running episode);
+        False when nobody is asking about that episode (the caller then labels the committed episode)."""
         if outcome not in (SUCCESS, FAILURE):
             raise ValueError(f"outcome must be {SUCCESS!r} or {FAILURE!r}, got {outcome!r}")
         with self._lock:
             self.answers.append((episode_id, outcome))
             if self._asked != episode_id:
+                if self.state == RUNNING and self.episode.episode_id == episode_id:
+                    self._early = {episode_id: outcome}  # the operator saw it succeed before it ended
+                    return True
                 return False
             self._answer = outcome
             self._lock.notify_all()

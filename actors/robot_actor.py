@@ -181,6 +181,7 @@ class RobotWorker:
             "policy_version": self.policy_version,
             "safety": self.robot.stats.as_dict(),
             "console_url": self.console.url if self.console is not None else None,
+            "reconnects": getattr(self.robot.inner, "reconnects", 0),
         }
 
     def node_id(self) -> str:
@@ -202,7 +203,15 @@ class RobotWorker:
         self.channel = OperatorChannel(self.settings.robot.name)
         token = config.resolve_token()
         app = console_app(self.channel, token, store=self.store, teleop=self.corrector)
-        self.console = ConsoleServer(app, config.host, config.port, token).start()
+        # Two arms' actors on one node can pick the same free port at once: the loser takes the next one.
+        for attempt in range(5):
+            port = config.port + attempt if config.port else 0
+            try:
+                self.console = ConsoleServer(app, config.host, port, token).start()
+                break
+            except RuntimeError:
+                if attempt == 4:
+                    raise
         print(f"[vivarl] operator console for arm {self.settings.robot.name}: {self.console.url}", flush=True)
 
     def _wait_for_reset(self) -> None:

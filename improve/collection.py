@@ -82,7 +82,7 @@ def collect(
     seed_base: int,
     max_attempts: int,
     seeds: list[int] | None = None,
-    before_attempt: Callable[[], None] = lambda: None,
+    before_attempt: Callable[[list[str]], None] = lambda arms: None,
     on_progress: Callable[[int], None] = lambda done: None,
     restart_timeout_s: float = 300.0,
     max_arm_failures: int = 0,
@@ -94,8 +94,8 @@ def collect(
     a retry runs the missing seeds again, so every round is evaluated on the same scenes. Otherwise new seeds
     from ``seed_base`` are drawn and never repeat across attempts.
 
-    ``before_attempt`` runs before each attempt (the driver re-sends the deployed policy there, since a
-    restarted actor comes back without one). An arm that Ray is restarting is waited for, up to
+    ``before_attempt(arms)`` runs before each attempt with the arms still in the stage (the driver re-sends the
+    deployed policy to them there, since a restarted actor comes back without one). An arm that Ray is restarting is waited for, up to
     ``restart_timeout_s``, before the next attempt.
 
     An arm that fails ``max_arm_failures`` times (0: never) is set aside for the rest of the stage, and
@@ -114,7 +114,7 @@ def collect(
         todo = seeds_to_collect(committed, target, seed_base, attempt, seeds)
         if not todo:
             return committed
-        before_attempt()
+        before_attempt(sorted(actors))
         plan = spread_seeds(todo, sorted(actors))
         pending = {
             actors[arm].run_episodes.remote(purpose, round_index, seeds): arm for arm, seeds in plan.items()

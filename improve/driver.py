@@ -75,7 +75,10 @@ class RoundDriver:
     def run(self) -> RunState:
         self._preflight()
         self._start_ray()
-        self.monitor = RoundMonitor(self.config.wandb, self.run_name, self.run_dir, asdict(self.config))
+        logged_config = asdict(self.config)
+        if logged_config["console"]["token"]:
+            logged_config["console"]["token"] = "<set>"  # the console's token never goes to W&B
+        self.monitor = RoundMonitor(self.config.wandb, self.run_name, self.run_dir, logged_config)
         started = time.monotonic()
         try:
             self._start_workers()
@@ -205,7 +208,7 @@ class RoundDriver:
         candidate = self._pack(outputs["policy_checkpoint"], _version_name(outputs["policy_version"]))
         seeds = evaluation_seeds(self.config.loop.eval_seed_base, self.config.loop.eval_episodes)
         records = self._collect(
-            r, "eval", len(seeds), seeds=seeds, before_attempt=lambda: self._send(candidate)
+            r, "eval", len(seeds), seeds=seeds, before_attempt=lambda arms: self._send(candidate, arms)
         )
         # An episode the operator left unlabelled is no failure: it is left out, and paired tests use the seeds
         # both policies have outcomes for.
@@ -263,7 +266,7 @@ class RoundDriver:
         target: int,
         *,
         seeds: list[int] | None = None,
-        before_attempt: Callable[[], None] | None = None,
+        before_attempt: Callable[[list[str]], None] | None = None,
     ) -> list[Any]:
         def set_aside(arm: str, reason: str) -> None:
             self.console.print(f"[red]arm {arm} set aside for round {r}'s {purpose}: {reason}")
@@ -279,7 +282,7 @@ class RoundDriver:
                 seed_base=self.config.loop.training_seed_base(r),
                 seeds=seeds,
                 max_attempts=self.config.loop.max_collect_attempts,
-                before_attempt=before_attempt or (lambda: None),
+                before_attempt=before_attempt or (lambda arms: None),
                 on_progress=advance,
                 max_arm_failures=self.config.loop.arm_failures_to_set_aside,
                 on_set_aside=set_aside,
@@ -290,22 +293,23 @@ class RoundDriver:
 
         return ray.put(pack_checkpoint(checkpoint, version))
 
-    def _send(self, packed: Any) -> None:
-        """Give every arm these weights now (stages run one at a time, so no arm is mid-episode); a checkpoint
-        that cannot be loaded fails here rather than in the next episode."""
+    def _send(self, packed: Any, arms: list[str] | None = None) -> None:
+        """Give these arms (every arm by default; an arm set aside gets nothing) these weights now (stages run one at
+        a time, so no arm is mid-episode); a checkpoint that cannot be loaded fails here, not in the next episode."""
         import ray
 
-        ray.get([actor.set_policy.remote(packed, load_now=True) for actor in self.actors.values()])
+        names = list(self.actors) if arms is None else arms
+        ray.get([self.actors[name].set_policy.remote(packed, load_now=True) for name in names])
 
     def _deploy(self, checkpoint: str, version: str) -> None:
         packed = self._pack(checkpoint, version)
         self._deployed = (version, packed)
         self._send(packed)
 
-    def _send_deployed(self) -> None:
-        """Give every arm the deployed policy again (evaluation loaded another; a restarted actor has none)."""
+    def _send_deployed(self, arms: list[str] | None = None) -> None:
+        """Give the arms the deployed policy again (evaluation loaded another; a restarted actor has none)."""
         if self._deployed is not None:
-            self._send(self._deployed[1])
+            self._send(self._deployed[1], arms)
 
     def _needs_backbone(self) -> bool:
         model = self.config.valuemodel

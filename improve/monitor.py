@@ -23,7 +23,8 @@ class RoundMonitor:
 
     def __init__(self, config: WandbConfig, run_name: str, run_dir: str | Path, config_dict: dict) -> None:
         self.config = config
-        self.telemetry = RunTelemetry(config, run_name, str(run_dir), "round_driver")
+        # Absolute: every role's process resolves it the same way (on another node, the same path there).
+        self.telemetry = RunTelemetry(config, run_name, str(Path(run_dir).resolve()), "round_driver")
         self._role_run = RoleRun(self.telemetry, config_dict)
 
     @property

@@ -198,7 +198,7 @@ class BatchConverter:
 
     def __call__(self, batch: dict[str, Any]) -> tuple[PolicyInputs, PolicyTargets]:
         images = {
-            cam: images_to_float(batch[f"images.{cam}"], self.config.image_size)
+            cam: images_to_float(batch[f"images.{cam}"], self.config.image_size, self.config.image_fit)
             for cam in self.config.cameras
         }
         inputs = PolicyInputs(

@@ -227,7 +227,8 @@ class AsyncChunkPolicy:
             self._epoch += 1
             if self._slots.chunk is not None:
                 self.stats.chunks_discarded += 1
-            self._slots.request, self._slots.chunk = None, None
+            # A failure of a prediction from before (the last episode's, a stale plan's) is no failure of the next.
+            self._slots.request, self._slots.chunk, self._slots.error = None, None, None
         self._queue = []
 
     def _request(self, request: _Request) -> None:

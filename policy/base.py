@@ -88,11 +88,13 @@ def relative_to_state(
     return out
 
 
-def images_to_float(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, size, size) in [0, 1], letterboxed (``robot_io.images``: aspect ratio
-    kept, black padding) and area-resized if needed; a square frame is only resized."""
+def images_to_float(images: torch.Tensor, size: int, fit: str = "letterbox") -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, size, size) in [0, 1], area-resized; ``letterbox`` keeps the aspect ratio
+    with black padding (``robot_io.images``), ``squash`` (older checkpoints) resizes plainly."""
     x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
     src_h, src_w = x.shape[-2:]
+    if fit == "squash" and (src_h, src_w) != (size, size):
+        return F.interpolate(x, size=(size, size), mode="area")
     if (src_h, src_w) != (size, size):
         new_h, new_w, top, left = letterbox_geometry(src_h, src_w, size, size)
         x = F.interpolate(x, size=(new_h, new_w), mode="area")

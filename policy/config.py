@@ -30,7 +30,10 @@ class PolicyConfig:
     top camera for where the item is and the wrist camera for the final approach; top+wrist BC beat front+wrist
     clearly."""
     image_size: int = 64
-    """Images are letterboxed to image_size x image_size (aspect ratio kept, black padding) before the encoders."""
+    """Images are fitted to image_size x image_size before the encoders, by ``image_fit``."""
+    image_fit: str = "letterbox"
+    """``letterbox`` (aspect ratio kept, black padding: ``robot_io.images``) or ``squash`` (plain resize), which
+    checkpoints written before letterboxing were trained with and still use."""
     state_dim: int = 9
     """Proprioception width (the robot spec's state_dim); 0: the arm's, filled in by ``with_robot_spec``."""
     action_dim: int = 5
@@ -107,6 +110,8 @@ class PolicyConfig:
             raise ValueError(
                 f"execute_steps must be in 1..chunk_size ({self.chunk_size}), got {self.execute_steps}"
             )
+        if self.image_fit not in ("letterbox", "squash"):
+            raise ValueError(f"image_fit must be letterbox or squash, got {self.image_fit!r}")
         if self.state_dim < 0 or self.action_dim < 0:
             raise ValueError(
                 f"state_dim and action_dim must be positive (or 0: the arm's), got {self.state_dim}, "
@@ -220,7 +225,11 @@ class PolicyConfig:
             raise ValueError(f"unknown PolicyConfig fields {unknown} (checkpoint from a newer vivarl?)")
         # Fields added after checkpoints were first written, with the behaviour those checkpoints were trained
         # with: a stored config that lacks one must rebuild the old model, not take today's default.
-        legacy: dict[str, Any] = {"relative_action_dims": [], "encoder_keypoints": False}
+        legacy: dict[str, Any] = {
+            "relative_action_dims": [],
+            "encoder_keypoints": False,
+            "image_fit": "squash",
+        }
         return cls(**{**legacy, **d})
 
     def save_json(self, path: str | Path) -> None:

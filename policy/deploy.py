@@ -107,7 +107,9 @@ class Policy:
         device = next(self.model.parameters()).device
         images = {
             cam: images_to_float(
-                torch.as_tensor(np.stack([o.images[cam] for o in observations])), self.config.image_size
+                torch.as_tensor(np.stack([o.images[cam] for o in observations])),
+                self.config.image_size,
+                self.config.image_fit,
             ).to(device)
             for cam in self.config.cameras
         }

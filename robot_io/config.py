@@ -86,8 +86,8 @@ class LeRobotArmConfig:
     image_width: int = 128
     # After a failed read or write (a serial glitch, a USB camera that dropped out) the arm is reconnected, up to
     # this many attempts with a backoff doubling from reconnect_backoff_s; 0 turns reconnecting off.
-    reconnect_attempts: int = 4
-    reconnect_backoff_s: float = 0.5
+    reconnect_attempts: int = 3
+    reconnect_backoff_s: float = 0.2
 
 
 @dataclass

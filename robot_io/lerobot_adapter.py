@@ -275,7 +275,9 @@ class LeRobotArm:
                 f"action must be finite for {list(self._action_names)}, got {requested.tolist()}"
             )
         command = {name: float(value) for name, value in zip(self._action_names, requested, strict=True)}
-        self._require_connected()
+        # Never reconnect here: the target was computed for where the arm was before it was lost. The next
+        # reading (the next episode's first) reconnects.
+        self._require_connected(reconnect=False)
         try:
             sent = self.robot.send_action(command)
         except Exception as exc:
@@ -302,12 +304,26 @@ class LeRobotArm:
             )
         return self._last_measured.copy()
 
-    def _require_connected(self) -> None:
+    def _disconnect_keeping_torque(self) -> None:
+        """Disconnect for a reconnect without letting the arm go limp: LeRobot's followers switch torque off on
+        disconnect (``disable_torque_on_disconnect``), which would drop a loaded arm for the whole backoff; the
+        servos keep holding their last goal instead."""
+        robot_config = getattr(self.robot, "config", None)
+        drops_torque = bool(getattr(robot_config, "disable_torque_on_disconnect", False))
+        if drops_torque:
+            robot_config.disable_torque_on_disconnect = False
+        try:
+            _disconnect_quietly(self.robot)
+        finally:
+            if drops_torque:
+                robot_config.disable_torque_on_disconnect = True
+
+    def _require_connected(self, reconnect: bool = True) -> None:
         if self.robot.is_connected:
             return
         # An arm that was connected and lost (every reconnect of an earlier failure failed) is tried again at
         # each use: a replugged USB cable brings it back at the next episode rather than never.
-        if self._connected_once and self._reconnect("the arm is disconnected"):
+        if reconnect and self._connected_once and self._reconnect("the arm is disconnected"):
             return
         raise RobotError(f"{self.name} is not connected: call connect() first")
 
@@ -328,15 +344,16 @@ class LeRobotArm:
         """Reconnect after a failed read or write, with a doubling backoff; True once connected again.
 
         A serial bus that lost a status packet or a USB camera that dropped out usually comes back on a fresh
-        connection, and a night should not end on one glitch. Calibration is never run here (``connect`` only
-        checks it), so a reconnect cannot move the arm through its range.
+        connection, and a night should not end on one glitch. Torque stays on (``_disconnect_keeping_torque``), and
+        calibration is never run here (``connect`` only checks it), so a reconnect does not drop the arm or move it
+        through its range.
         """
         attempts, delay = self.config.reconnect_attempts, self.config.reconnect_backoff_s
         self._last_measured = None
         for attempt in range(1, attempts + 1):
             logger.warning("%s: %s; reconnecting (attempt %d of %d)", self.name, why, attempt, attempts)
             if self.robot.is_connected:
-                _disconnect_quietly(self.robot)
+                self._disconnect_keeping_torque()
             try:
                 self.connect()
             except RobotError as exc:

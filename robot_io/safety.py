@@ -3,7 +3,8 @@
 It is the last code between a policy and an arm, so it trusts nothing: actions are clamped to the configured
 position limits, rate-limited per step, refused (arm holds) when not finite, and a watchdog holds the arm when no
 action arrives in time. A control step costs the arm exactly its own ``get_observation`` and ``send_action``:
-holding uses ``hold_action``, which every Robot answers from its last reading rather than by reading again. Every intervention is counted in ``SafetyStats`` so that actors can log and record it.
+holding re-sends the last applied target during an episode (never the measured position, under which a loaded
+servo sinks), and every Robot answers ``hold_action`` from its last reading rather than by reading again. Every intervention is counted in ``SafetyStats`` so that actors can log and record it.
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ class SafeRobot:
     def start_episode(self, seed: int | None = None) -> Observation:
         with self._lock:
             obs = self.inner.start_episode(seed)
-            self._last_command = self.inner.hold_action().astype(np.float32)
+            # Within the limits from the first hold on: an arm resting outside tightened limits is held at them.
+            self._last_command = None
+            self._last_command = self._make_safe(self.inner.hold_action().astype(np.float32), count=False)
             self._last_action_time = time.monotonic()
             self._watchdog_fired = False
             self._episode_active = True
@@ -143,7 +146,12 @@ class SafeRobot:
             return self.inner.get_observation()
 
     def hold_action(self) -> np.ndarray:
+        """During an episode, the target last applied: a servo under gravity measures a little below its target,
+        so commanding the measured position step after step would let the arm sink, and a reading older than the
+        last command would pull it back. Between episodes (and before the first command), the measured position."""
         with self._lock:
+            if self._episode_active and self._last_command is not None:
+                return self._last_command.copy()
             return self._make_safe(self.inner.hold_action().astype(np.float32), count=False)
 
     def send_action(self, action: np.ndarray) -> np.ndarray:
@@ -155,8 +163,8 @@ class SafeRobot:
             self._watchdog_fired = False
             refused = not np.all(np.isfinite(requested))
             if refused:
-                # Asked for only when needed: holding comes from the last reading, and no step pays for a read.
-                requested = self.inner.hold_action().astype(np.float32)
+                # Holding costs no read: the last applied target, else the inner robot's last reading.
+                requested = self.hold_action()
                 self.stats.refused_nonfinite += 1
             safe = self._make_safe(requested, count=not refused)
             applied = self.inner.send_action(safe)
@@ -185,7 +193,7 @@ class SafeRobot:
                 if not (self._episode_active and stale and not self._watchdog_fired):
                     continue
                 try:
-                    hold = self._make_safe(self.inner.hold_action().astype(np.float32), count=False)
+                    hold = self.hold_action()
                     self._last_command = np.asarray(self.inner.send_action(hold), dtype=np.float32)
                 except Exception:  # noqa: BLE001 - the watchdog must survive a flaky link; the next action will raise
                     continue

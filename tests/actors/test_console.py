@@ -124,3 +124,19 @@ def test_the_token_file_is_made_once_and_private(tmp_path):
     token = config.resolve_token()
     assert len(token) > 20 and config.resolve_token() == token
     assert (tmp_path / "dir" / "token").stat().st_mode & 0o077 == 0
+
+
+def test_an_answer_given_while_the_episode_runs_labels_it_when_it_ends(console):
+    client, channel, _ = console
+    channel.episode_started("ep-3", "rollout", "v1")
+    reply = client.post("/api/outcome", json={"episode_id": "ep-3", "outcome": "success"}, headers=auth())
+    assert reply.json()["written"] == "with the episode"
+    assert ConsoleOutcome(channel, timeout_s=0.01).label(None, "ep-3") == ("success", "operator-console")
+
+
+def test_another_arms_episode_cannot_be_relabelled_here(console):
+    client, _, store = console
+    theirs = committed_episode(store, "arm1", Outcome.SUCCESS)
+    reply = client.post("/api/outcome", json={"episode_id": theirs, "outcome": "failure"}, headers=auth())
+    assert reply.status_code == 403
+    assert store.record(theirs, reload=True).meta.outcome is Outcome.SUCCESS

@@ -148,7 +148,10 @@ class ReadyFromStep:
 def test_a_step_with_no_action_ready_holds_the_arm_and_is_counted():
     arm = OneDimArm()
     arm.position[:] = 2.0
-    result = run_episode(arm, ReadyFromStep(first=3), max_steps=5)
-    assert result.inference_holds == 3 and result.steps == 5
-    assert arm.sent == 5  # a hold is a command like any other (the watchdog must see the arm commanded)
+    recorded = []
+    result = run_episode(arm, ReadyFromStep(first=3), max_steps=5, on_step=recorded.append)
+    # Five control steps; the three holds are commanded (the watchdog must see the arm commanded) but not recorded.
+    assert result.inference_holds == 3 and result.steps == 2 == len(recorded)
+    assert arm.sent == 5
     assert arm.position[0] == pytest.approx(4.0)  # held at 2 for three steps, then +1 twice
+    assert [step.action[0] for step in recorded] == pytest.approx([3.0, 4.0])

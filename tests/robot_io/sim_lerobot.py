@@ -47,6 +47,8 @@ class VivarlSimArmConfig(RobotConfig):
     reverse_motor_order: bool = False
     # Stands for a camera's frame wait: each get_observation sleeps this long before it returns.
     camera_latency_s: float = 0.0
+    # As LeRobot's followers: switch the motors' torque off on disconnect (the arm goes limp).
+    disable_torque_on_disconnect: bool = True
 
 
 class VivarlSimArm(Robot):
@@ -71,6 +73,8 @@ class VivarlSimArm(Robot):
         # Injected faults: the next this-many reads (writes) raise like a serial bus that lost a status packet;
         # fail_connects makes that many connects fail too.
         self.fail_reads = self.fail_writes = self.fail_connects = 0
+        # Per disconnect: whether the torque went off with it.
+        self.torque_dropped: list[bool] = []
 
     @property
     def observation_features(self) -> dict[str, Any]:
@@ -152,6 +156,7 @@ class VivarlSimArm(Robot):
 
     def disconnect(self) -> None:
         self._require_connected()
+        self.torque_dropped.append(self.config.disable_torque_on_disconnect)
         self.sim.disconnect()
         self._connected = False
 

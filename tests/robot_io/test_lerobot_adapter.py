@@ -287,6 +287,8 @@ def test_a_serial_error_on_read_reconnects_and_reads_again(flaky_arm) -> None:
     device.fail_reads, device.fail_connects = 1, 1  # one lost status packet, then one failed reconnect
     validate_observation(flaky_arm.get_observation(), flaky_arm.spec)
     assert flaky_arm.reconnects == 1 and device.connects == 2 and flaky_arm.is_connected
+    # The reconnect kept the motors' torque on (the arm did not go limp), and the setting is back for a real stop.
+    assert device.torque_dropped == [False] and device.config.disable_torque_on_disconnect
 
 
 def test_a_failed_write_reconnects_but_is_not_sent_again(flaky_arm) -> None:

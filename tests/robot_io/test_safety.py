@@ -122,3 +122,18 @@ def test_bad_safety_config_is_a_clear_error(sim):
         SafeRobot(sim, SafetyConfig(position_low=[0.0])).connect()
     with pytest.raises(ValueError, match="watchdog_timeout_s"):
         SafeRobot(sim, SafetyConfig(watchdog_timeout_s=-1))
+
+
+def test_holding_during_an_episode_keeps_the_last_applied_target_not_the_sagging_measurement(sim):
+    robot = safe(sim)
+    target = drive(robot, robot.hold_action() + np.array([0.02, 0.0, -0.02, 0.0, 0.0], np.float32), steps=5)
+    # However far the measured pose lags the target (a loaded servo sits below it), holding re-sends the target.
+    for _ in range(20):
+        np.testing.assert_array_equal(robot.hold_action(), target)
+        robot.send_action(robot.hold_action())
+    np.testing.assert_array_equal(robot.send_action(np.full(5, np.nan, np.float32)), target)
+    robot.end_episode()
+    # Between episodes there is no command to keep: holding means the measured pose (within the limits).
+    measured = sim.hold_action()
+    np.testing.assert_allclose(robot.hold_action(), measured, atol=1e-6)
+    robot.disconnect()
