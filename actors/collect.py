@@ -14,6 +14,7 @@ from actors.operator import OperatorChannel
 from actors.outcome import OutcomeLabeller
 from replay import ReplayStore, event_tags
 from robot_io.robot import Robot, Teleoperator
+from robot_io.spec import Observation
 
 
 @dataclass
@@ -41,6 +42,7 @@ def collect_episode(
     realtime: bool = False,
     episode_events: Callable[[], Iterable[str]] | None = None,
     channel: OperatorChannel | None = None,
+    success_detector: Callable[[Observation], bool] | None = None,
 ) -> CollectedEpisode:
     """Run one episode and commit it; ``teleop`` (human corrections) is only consulted when given.
 
@@ -71,8 +73,12 @@ def collect_episode(
             on_step=record,
             realtime=realtime,
             control=channel,
+            success_detector=success_detector,
         )
-        outcome, labelled_by = labeller.label(result.final_observation, writer.episode_id)
+        if result.detected_success:
+            outcome, labelled_by = "success", "success-detector"
+        else:
+            outcome, labelled_by = labeller.label(result.final_observation, writer.episode_id)
         events = tuple(episode_events()) if episode_events is not None else ()
         writer.commit(outcome, labelled_by=labelled_by, tags=event_tags(events))
     return CollectedEpisode(writer.episode_id, outcome, labelled_by, result)

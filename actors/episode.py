@@ -89,6 +89,8 @@ class EpisodeResult:
     final_progress: float | None
     intervention_steps: int
     wall_time_s: float
+    # The configured success detector ended the episode (the outcome is then success, nobody is asked).
+    detected_success: bool = False
     # Control steps the arm was held because the policy had no action ready (asynchronous inference running late);
     # they are not among ``steps`` (the recorded ones).
     inference_holds: int = 0
@@ -116,6 +118,7 @@ def run_episode(
     on_step: Callable[[Step], None] | None = None,
     realtime: bool = False,
     control: EpisodeControl | None = None,
+    success_detector: Callable[[Observation], bool] | None = None,
 ) -> EpisodeResult:
     """Run one episode; with ``realtime`` the loop is paced at the robot's control rate (real arms).
 
@@ -125,6 +128,9 @@ def run_episode(
     A step with no action ready (``act`` returned None) holds the arm and counts against ``max_steps`` like any
     control step, but is not recorded: it is no action of the policy's, and recorded holds would teach it to stand
     still at the start of every episode.
+
+    ``success_detector`` (a real arm's own check, e.g. a scale or a vision model) ends the episode as a success
+    the first time it returns True for an observation.
     """
     start = time.monotonic()
     stats = getattr(robot, "stats", None)
@@ -135,11 +141,14 @@ def run_episode(
     policy.reset(seed)
     observation = robot.start_episode(seed)
     steps = interventions = holds = 0
-    intervening = paused = False
+    intervening = paused = detected = False
     next_tick = time.monotonic()
     while steps + holds < max_steps and not episode_finished(observation):
         # An episode has at least one step: the store keeps no empty episodes.
         if control is not None and steps > 0 and control.end_requested():
+            break
+        if success_detector is not None and steps > 0 and success_detector(observation):
+            detected = True
             break
         if control is not None and control.paused():
             paused = True
@@ -190,12 +199,13 @@ def run_episode(
     return EpisodeResult(
         seed=seed,
         steps=steps,
-        success=info.get("success", 0.0) >= 1.0,
+        success=detected or info.get("success", 0.0) >= 1.0,
         failed=info.get("failed", 0.0) >= 1.0,
         final_progress=info.get("progress"),
         intervention_steps=interventions,
         wall_time_s=time.monotonic() - start,
         inference_holds=holds,
+        detected_success=detected,
         safety={key: safety_after[key] - safety_before[key] for key in safety_after},
         final_observation=observation,
     )

@@ -63,6 +63,9 @@ class RobotWorker:
         )
         self.corrector, self.demonstrator = self._make_teleoperators()
         self.wandb = RoleRun(settings.telemetry, {"robot": asdict(settings.robot)})
+        self.success_detector = (
+            load_callable(settings.robot.success_detector) if settings.robot.success_detector else None
+        )
         self.episodes_run = 0
         self.channel: OperatorChannel | None = None
         self.console: ConsoleServer | None = None
@@ -139,6 +142,7 @@ class RobotWorker:
                 realtime=self.settings.robot.is_paced,
                 episode_events=events,
                 channel=self.channel,
+                success_detector=self.success_detector,
             )
             self.episodes_run += 1
             result = collected.result
@@ -269,6 +273,22 @@ class RobotWorker:
             return teleop, None
         teleop = self.robot.inner.teleoperator()
         return teleop, None
+
+
+def load_callable(spec: str) -> Any:
+    """The function named ``module:function`` (robots.<name>.success_detector), or a clear error."""
+    import importlib
+
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise ValueError(f"success_detector must be 'module:function', got {spec!r}")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"success_detector {spec!r} cannot be loaded: {exc}") from exc
+    if not callable(function):
+        raise ValueError(f"success_detector {spec!r} is not callable")
+    return function
 
 
 def check_resources(robots: list[RobotConfig], available: dict[str, float]) -> None:

@@ -138,6 +138,9 @@ class RobotConfig:
     node_resource: str = ""
     # Time limit of one episode on a real or bridged arm, in control steps (the simulator has its own).
     max_episode_steps: int = 600
+    # "module:function" called with every observation of an episode; the first True ends it as a success without
+    # asking the operator (a scale, a vision check). Empty: the operator or the time limit ends episodes.
+    success_detector: str = ""
     # Pace the control loop at the arm's control_hz. Empty (null): paced for a real arm (lerobot, bridge), as
     # fast as it can go for the simulator, which only moves when stepped. A real arm cannot be unpaced.
     paced: bool | None = None

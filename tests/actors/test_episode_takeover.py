@@ -155,3 +155,11 @@ def test_a_step_with_no_action_ready_holds_the_arm_and_is_counted():
     assert arm.sent == 5
     assert arm.position[0] == pytest.approx(4.0)  # held at 2 for three steps, then +1 twice
     assert [step.action[0] for step in recorded] == pytest.approx([3.0, 4.0])
+
+
+def test_a_success_detector_ends_the_episode_as_a_success():
+    arm = OneDimArm()
+    result = run_episode(
+        arm, ReadyFromStep(first=0), max_steps=50, success_detector=lambda obs: obs.state[0] >= 3.0
+    )
+    assert result.detected_success and result.success and result.steps == 3

@@ -105,3 +105,16 @@ def test_missing_node_resource_fails_before_any_arm_moves():
     check_resources(arms, {"robot:arm0": 1.0, "lab:bench2": 1.0, "CPU": 2.0})
     with pytest.raises(RuntimeError, match=r"arm 'arm1' needs resource 'lab:bench2'.*ray start"):
         check_resources(arms, {"robot:arm0": 1.0})
+
+
+def test_a_configured_success_detector_labels_without_asking(tmp_path):
+    settings = sim_settings(tmp_path)
+    settings.robot.success_detector = "operator:truth"  # any observation is truthy: done after the first step
+    worker = RobotWorker(settings)
+    (summary,) = worker.run_episodes("demo", round=0, seeds=[0])
+    worker.close()
+    meta = ReplayStore.open(str(tmp_path / "replay")).record(summary["episode_id"]).meta
+    assert (meta.outcome.value, meta.labelled_by, meta.length) == ("success", "success-detector", 1)
+    settings.robot.success_detector = "operator"
+    with pytest.raises(ValueError, match="must be 'module:function'"):
+        RobotWorker(settings)
