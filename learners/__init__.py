@@ -16,8 +16,8 @@ from learners.policy_actor import launch_policy_learner
 from learners.policy_labels import LabellingConfig, LabellingReport, label_store
 from learners.policy_learner import PolicyLearner, PolicyLearnerConfig, PolicyTrainResult, train_policy_round
 from learners.value_actor import launch_value_learner
-from learners.value_data import ValueDataStats, denormalise_state, normalise_state
 from learners.value_learner import NonFiniteLossError, ValueLearner, ValueLearnerConfig
+from valuemodel.norm_stats import ValueDataStats, denormalise_state, normalise_state
 
 __all__ = [
     "BackbonePretrainConfig",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,59 +30,11 @@ from replay import CameraSchema, EpisodeRecord, FrameKey, Outcome, ReplayStore, 
 from replay.dataset import FrameWindowDataset
 from valuemodel.config import ValueModelConfig
 from valuemodel.interface import ValueBatch
+from valuemodel.norm_stats import ValueDataStats, normalise_state
 from valuemodel.synthetic import SYNTHETIC_CAMERAS, SYNTHETIC_STATE_DIM, make_episode
 from valuemodel.targets import episode_value_targets
 
-# A state dimension that never moved still maps to 0 rather than dividing by zero.
-MIN_STATE_RANGE = 1e-6
 OUTCOME_SUCCESS, OUTCOME_FAILURE = 1, 0
-
-
-@dataclass
-class ValueDataStats:
-    """Everything data-dependent that a value model needs at inference; stored as the checkpoint's norm stats."""
-
-    task_names: list[str]
-    """Replay task names; position i is ``ValueModelConfig.tasks[i]`` (the model's task id i)."""
-    state_min: dict[str, list[float]]
-    """Per task, per state dimension: the smallest recorded value (maps to -1)."""
-    state_max: dict[str, list[float]]
-    """Per task, per state dimension: the largest recorded value (maps to +1)."""
-    max_episode_length: dict[str, int]
-    """Per task L_max of the value target: steps to go are normalised by it."""
-    failure_penalty: float | None = None
-    """C_fail in steps (None: C_fail = L_max), as in ``valuemodel.targets``."""
-    horizon: int = 50
-    """Steps between the state and the future state the model predicts (ViVa)."""
-    frame_stride: int = 1
-    """WVM: control steps between window frames (inference must use the training stride)."""
-    provenance: dict[str, Any] = field(default_factory=dict)
-    """What produced the checkpoint (round, steps, episodes); informational only."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ValueDataStats:
-        return cls(
-            task_names=[str(t) for t in data["task_names"]],
-            state_min={k: list(map(float, v)) for k, v in data["state_min"].items()},
-            state_max={k: list(map(float, v)) for k, v in data["state_max"].items()},
-            max_episode_length={k: int(v) for k, v in data["max_episode_length"].items()},
-            failure_penalty=data.get("failure_penalty"),
-            horizon=int(data.get("horizon", 50)),
-            frame_stride=int(data.get("frame_stride", 1)),
-            provenance=dict(data.get("provenance", {})),
-        )
-
-    def task_id(self, task: str) -> int:
-        try:
-            return self.task_names.index(task)
-        except ValueError:
-            raise KeyError(
-                f"replay task {task!r} is not one of the value model's tasks {self.task_names}; add it to "
-                "value_learner.task_names (and its instruction to valuemodel.tasks)"
-            ) from None
 
 
 def compute_value_stats(
@@ -123,25 +74,6 @@ def compute_value_stats(
         horizon=horizon,
         frame_stride=frame_stride,
     )
-
-
-def _state_range(tasks: Sequence[str], stats: ValueDataStats) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, D) low and (B, D) width of each sample's task range (widths floored at ``MIN_STATE_RANGE``)."""
-    low = torch.tensor(np.array([stats.state_min[t] for t in tasks]), dtype=torch.float32)
-    high = torch.tensor(np.array([stats.state_max[t] for t in tasks]), dtype=torch.float32)
-    return low, (high - low).clamp_min(MIN_STATE_RANGE)
-
-
-def normalise_state(state: torch.Tensor, tasks: Sequence[str], stats: ValueDataStats) -> torch.Tensor:
-    """(B, D) raw proprioception -> [-1, 1] with each sample's task range; values outside it are clipped."""
-    low, width = _state_range(tasks, stats)
-    return (2.0 * (state.float() - low) / width - 1.0).clamp(-1.0, 1.0)
-
-
-def denormalise_state(state: torch.Tensor, tasks: Sequence[str], stats: ValueDataStats) -> torch.Tensor:
-    """``normalise_state`` undone: a predicted ``future_state`` in [-1, 1] -> raw proprioception units."""
-    low, width = _state_range(tasks, stats)
-    return low + (state.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * width
 
 
 @functools.lru_cache(maxsize=4096)

@@ -11,14 +11,13 @@ from learners.value_data import (
     ValueBatchAdapter,
     WindowDataset,
     compute_value_stats,
-    denormalise_state,
     merge_window_values,
-    normalise_state,
     window_offsets,
     write_synthetic_store,
 )
 from replay import FrameIndex
 from replay.dataset import FrameWindowDataset
+from valuemodel.norm_stats import denormalise_state, normalise_state
 from valuemodel.synthetic import synthetic_config
 from valuemodel.targets import episode_value_targets
 
@@ -57,7 +56,7 @@ def test_batches_carry_normalised_state_and_recap_targets(store):
 
 
 def test_state_normalisation_maps_the_task_range_onto_minus_one_one():
-    from learners.value_data import ValueDataStats
+    from valuemodel.norm_stats import ValueDataStats
 
     stats = ValueDataStats(["t"], {"t": [0.0, -2.0]}, {"t": [1.0, 2.0]}, {"t": 10})
     state = torch.tensor([[0.0, -2.0], [1.0, 2.0], [0.5, 0.0], [3.0, 0.0]])
