@@ -288,11 +288,13 @@ PAGE = """<!doctype html>
  #cams img{height:240px;margin-right:.5rem;background:#000}
  button{font-size:1.1rem;margin:.25rem;padding:.5rem 1rem} .big{font-size:1.4rem}
  #state{font-size:1.3rem;margin:.5rem 0} .asking{background:#664;padding:.25rem}
+ .help{background:#a22;padding:.25rem} #value{background:#000;margin:.25rem 0}
  table{border-collapse:collapse} td{padding:.1rem .5rem}
 </style></head><body>
 <h1>vivarl arm <span id="robot">__ROBOT__</span></h1>
 <div id="state">connecting...</div>
 <div id="cams"></div>
+<div><canvas id="value" width="720" height="140" title="live value (model range -1..1)"></canvas></div>
 <div>
  <button id="success" class="big" title="s">Success (s)</button>
  <button id="failure" class="big" title="f">Failure (f)</button>
@@ -326,14 +328,40 @@ document.addEventListener("keydown", e => {
   const keys = {s: "success", f: "failure", e: "end", r: "reset", p: "pause", t: "takeover"};
   if (keys[e.key]) document.getElementById(keys[e.key]).click();
 });
+let lastHelp = null;
+function beep() {
+  try {
+    const audio = new AudioContext(), tone = audio.createOscillator();
+    tone.frequency.value = 880; tone.connect(audio.destination); tone.start(); tone.stop(audio.currentTime + 0.3);
+  } catch (e) {}
+}
+function plot(values) {
+  const c = document.getElementById("value"), g = c.getContext("2d");
+  g.clearRect(0, 0, c.width, c.height);
+  if (!values || !values.length) return;
+  const last = values[values.length - 1][0], first = Math.max(0, last - 300);
+  g.strokeStyle = "#6cf"; g.beginPath();
+  values.forEach(([step, v], i) => {
+    const x = (step - first) / Math.max(1, last - first) * (c.width - 4) + 2, y = (1 - (v + 1) / 2) * (c.height - 4) + 2;
+    i ? g.lineTo(x, y) : g.moveTo(x, y);
+  });
+  g.stroke();
+}
 function show(s) {
   last = s;
+  const helps = s.help_steps || [];
+  const help = helps.length ? helps[helps.length - 1] : null;
+  if (help !== null && help !== lastHelp && s.state === "running") beep();
+  lastHelp = help;
+  plot(s.values);
   const ep = s.episode;
   const el = document.getElementById("state");
-  el.className = s.asking_about ? "asking" : "";
+  const helpNow = help !== null && s.episode.steps - help < 30 && s.state === "running";
+  el.className = s.asking_about ? "asking" : helpNow ? "help" : "";
   el.textContent = `${s.state}${s.paused ? " (paused)" : ""} | episode ${ep.episode_id || "-"} (${ep.purpose || "-"}) ` +
     `| policy ${ep.policy_version || "-"} | step ${ep.steps} | interventions ${ep.interventions}` +
-    (s.asking_about ? ` | success? (s/f) for ${s.asking_about}` : "");
+    (s.asking_about ? ` | success? (s/f) for ${s.asking_about}` : "") +
+    (helpNow ? " | the value is falling: take over? (t)" : "");
   document.getElementById("takeover").disabled = !s.can_take_over;
   const cams = document.getElementById("cams");
   for (const cam of s.cameras) {

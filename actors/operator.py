@@ -44,6 +44,10 @@ class OperatorChannel:
     observation: Observation | None = None
     # Outcomes given through the console, newest last: (episode_id, outcome).
     answers: list[tuple[str, str]] = field(default_factory=list)
+    # The running episode's live value, (recorded step, value), and the steps at which the value model asked for
+    # a takeover (actors.live_value).
+    values: list[tuple[int, float]] = field(default_factory=list)
+    help_steps: list[int] = field(default_factory=list)
     _lock: threading.Condition = field(default_factory=threading.Condition)
     _end_requested: bool = False
     _paused: bool = False
@@ -58,7 +62,14 @@ class OperatorChannel:
         with self._lock:
             self.episode = _Episode(episode_id, purpose, policy_version)
             self.state, self._end_requested = RUNNING, False
+            self.values, self.help_steps = [], []
             self._lock.notify_all()
+
+    def add_value(self, step: int, value: float, help_requested: bool) -> None:
+        with self._lock:
+            self.values.append((step, value))
+            if help_requested:
+                self.help_steps.append(step)
 
     def observe(self, observation: Observation, intervention: bool, held: bool) -> None:
         with self._lock:
@@ -137,6 +148,8 @@ class OperatorChannel:
                 "asking_about": self._asked,
                 "episode": dict(vars(self.episode)),
                 "cameras": sorted(self.observation.images) if self.observation is not None else [],
+                "values": self.values[-300:],
+                "help_steps": self.help_steps[-20:],
             }
 
 

@@ -8,14 +8,18 @@ restart is safe: the episode that was in flight stays torn in the store's stagin
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from actors.collect import collect_episode
 from actors.console import ConsoleConfig, ConsoleServer, console_app
 from actors.episode import ActionSource, TeleoperatorAsPolicy
+from actors.live_value import LiveValue, LiveValueConfig
 from actors.operator import ConsoleOutcome, OperatorChannel
 from actors.outcome import OutcomeLabeller, make_labeller
 from actors.weights import PackedCheckpoint, unpack_checkpoint
@@ -46,6 +50,8 @@ class ActorSettings:
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     # This arm's own W&B run (episode summaries); None: no W&B.
     telemetry: RunTelemetry | None = None
+    # The value model scoring each episode live for the console, and when a falling value asks for a takeover.
+    live_value: LiveValueConfig = field(default_factory=LiveValueConfig)
     store_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,6 +84,8 @@ class RobotWorker:
             )
         else:
             self.labeller = make_labeller(settings.outcome_source, settings.outcome_timeout_s)
+        self.live_value: LiveValue | None = None
+        self._value_dir: Path | None = None
         self.policy: ActionSource | None = None
         self.policy_version = "none"
         self._pending: PackedCheckpoint | None = None
@@ -115,6 +123,42 @@ class RobotWorker:
         if self._policy_dir is not None:
             shutil.rmtree(self._policy_dir, ignore_errors=True)
 
+    def set_value_model(self, packed: PackedCheckpoint) -> bool:
+        """Score this arm's episodes live with this value checkpoint (for the console); False, with the reason
+        logged, when there is no console to show it or the model cannot score single frames (WVM)."""
+        if self.channel is None or self.settings.live_value.rate_hz == 0:
+            return False
+        from valuemodel.live import FrameScorer
+
+        folder = unpack_checkpoint(packed)
+        try:
+            scorer = FrameScorer(folder, task=self.settings.task, device=self.settings.device)
+        except ValueError as exc:
+            logging.getLogger(__name__).warning("no live value on arm %s: %s", self.settings.robot.name, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            return False
+        self._stop_live_value()
+        self.live_value = LiveValue(self.channel, scorer.score, self.settings.live_value)
+        self._value_dir = folder
+        return True
+
+    def _stop_live_value(self) -> None:
+        if self.live_value is not None:
+            self.live_value.stop()
+            self.live_value = None
+        if self._value_dir is not None:
+            shutil.rmtree(self._value_dir, ignore_errors=True)
+            self._value_dir = None
+
+    def _record_help_requests(self, episode_id: str, length: int) -> None:
+        """The steps at which the live value asked for a takeover, as a per-step column beside the episode."""
+        if self.live_value is None or self.channel is None or self.channel.episode.episode_id != episode_id:
+            return
+        mask = np.zeros(length, dtype=bool)
+        for step in self.channel.help_steps:
+            mask[min(max(step - 1, 0), length - 1)] = True
+        self.store.write_derived("help_request", "live-value", episode_id, mask)
+
     # -- episodes -----------------------------------------------------------------------------------------
     def run_episodes(self, purpose: str, round: int, seeds: list[int]) -> list[dict]:
         """Run one episode per seed. "demo": the demonstrator drives; "rollout": the policy drives and the
@@ -146,6 +190,7 @@ class RobotWorker:
             )
             self.episodes_run += 1
             result = collected.result
+            self._record_help_requests(collected.episode_id, result.steps)
             self.wandb.log(
                 {
                     "episode/index": self.episodes_run,
@@ -195,6 +240,7 @@ class RobotWorker:
         return ray.get_runtime_context().get_node_id()
 
     def close(self) -> None:
+        self._stop_live_value()
         self.wandb.finish()
         if self.console is not None:
             self.console.stop()

@@ -1,4 +1,5 @@
-"""Policy checkpoints as one in-memory blob, so weights reach every actor through Ray's object store.
+"""Checkpoints (policies, value models) as one in-memory blob, so weights reach every actor through Ray's object
+store.
 
 The driver packs a checkpoint folder once (``ray.put`` of the blob, one handle to every actor); each actor
 unpacks it into a private temporary folder and loads it from there, so no node needs a shared filesystem.
@@ -20,18 +21,24 @@ class PackedCheckpoint:
 def pack_checkpoint(folder: str | Path, version: str) -> PackedCheckpoint:
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"policy checkpoint folder {folder} does not exist")
-    files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+        raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
+    # Relative POSIX paths: a value checkpoint keeps its backbone in subfolders.
+    files = {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
     if not files:
-        raise FileNotFoundError(f"policy checkpoint folder {folder} is empty")
+        raise FileNotFoundError(f"checkpoint folder {folder} is empty")
     return PackedCheckpoint(version=version, files=files)
 
 
 def unpack_checkpoint(packed: PackedCheckpoint, parent: str | Path | None = None) -> Path:
     """Write the files into a fresh folder (under ``parent`` or the system temp dir) and return it."""
-    folder = Path(tempfile.mkdtemp(prefix=f"vivarl-policy-{packed.version}-", dir=parent))
+    folder = Path(tempfile.mkdtemp(prefix=f"vivarl-checkpoint-{packed.version}-", dir=parent))
     for name, data in packed.files.items():
-        if "/" in name or name.startswith("."):
+        parts = name.split("/")
+        if name.startswith("/") or any(part in ("", "..") or part.startswith(".") for part in parts):
             raise ValueError(f"refusing to unpack checkpoint file with unsafe name {name!r}")
-        (folder / name).write_bytes(data)
+        path = folder.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
     return folder

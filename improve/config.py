@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from actors.console import ConsoleConfig
+from actors.live_value import LiveValueConfig
 from improve.evaluation import GateConfig
 from improve.monitor import WandbConfig
 from learners.policy_labels import LabellingConfig
@@ -147,6 +148,8 @@ class VivarlConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     # Each arm's operator console (a web page on the arm's node): on where an operator gives the outcomes.
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    # The value model scoring each episode live on the console, and asking for a takeover when the value falls.
+    live_value: LiveValueConfig = field(default_factory=LiveValueConfig)
 
 
 def register_configs() -> None:

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from actors.robot_actor import ActorSettings, launch_robot_actors
 from actors.weights import pack_checkpoint
+from checkpoints import version_dir
 from improve.collection import collect, committed_episodes, episode_metrics
 from improve.config import VivarlConfig
 from improve.evaluation import evaluation_seeds, paired_comparison, promote
@@ -112,6 +113,8 @@ class RoundDriver:
             else ("rollout", self.config.loop.episodes_per_round)
         )
         before = self._send_deployed if purpose == "rollout" else None
+        if purpose == "rollout":
+            self._send_value_model(r)
         records = self._collect(r, purpose, target, before_attempt=before)
         return {"collected": len(records), "purpose": purpose}
 
@@ -306,6 +309,19 @@ class RoundDriver:
         self._deployed = (version, packed)
         self._send(packed)
 
+    def _send_value_model(self, r: int) -> None:
+        """Give the arms' consoles the value version the last round labelled with, to score episodes live."""
+        import ray
+
+        if not self.config.console.is_enabled(self.config.loop.outcome_source):
+            return
+        used = self.state.round_outputs(r - 1).get("value_used")
+        if used is None:
+            return
+        folder = version_dir(self.config.value_learner.checkpoint_root, used)
+        packed = ray.put(pack_checkpoint(folder, f"value-v{used}"))
+        ray.get([actor.set_value_model.remote(packed) for actor in self.actors.values()])
+
     def _send_deployed(self, arms: list[str] | None = None) -> None:
         """Give the arms the deployed policy again (evaluation loaded another; a restarted actor has none)."""
         if self._deployed is not None:
@@ -462,6 +478,7 @@ class RoundDriver:
                 device=config.ray.actor_device,
                 inference=config.inference,
                 console=config.console,
+                live_value=config.live_value,
                 telemetry=self._telemetry("actor", robot.name),
             )
             for robot in config.robots.values()

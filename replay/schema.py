@@ -16,11 +16,13 @@ import numpy as np
 SCHEMA_VERSION = 1
 STORE_FORMAT = "vivarl-replay"
 
-# Derived per-step columns that learners write later, and the dtype each is stored with.
+# Derived per-step columns written beside an episode after its commit (by learners, and by an arm's live value:
+# the steps at which it asked for a takeover), and the dtype each is stored with.
 DERIVED_KINDS: dict[str, np.dtype] = {
     "value": np.dtype(np.float32),
     "advantage": np.dtype(np.float32),
     "indicator": np.dtype(np.bool_),
+    "help_request": np.dtype(np.bool_),
 }
 
 # Recorded per-step columns besides the camera images, with their dtypes. Ground truth that a source lacks is

@@ -40,14 +40,16 @@ class FrameScorer:
         if missing:
             raise KeyError(f"the value model reads cameras {missing}, which the observation lacks")
         frames = {
-            camera: torch.as_tensor(np.ascontiguousarray(images[camera])).permute(2, 0, 1)[None].to(self.device)
+            camera: torch.as_tensor(np.ascontiguousarray(images[camera]))
+            .permute(2, 0, 1)[None]
+            .to(self.device)
             for camera in self.config.cameras
         }
         batch = ValueBatch(
             task_id=self.task_id.to(self.device),
             images=frames,
-            state=normalise_state(torch.as_tensor(state, dtype=torch.float32)[None], [self.task], self.stats).to(
-                self.device
-            ),
+            state=normalise_state(
+                torch.as_tensor(state, dtype=torch.float32)[None], [self.task], self.stats
+            ).to(self.device),
         )
         return float(self.model.predict(batch).value[0])

@@ -91,9 +91,14 @@ def test_packed_checkpoint_round_trips_and_refuses_unsafe_names(tmp_path):
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(np.arange(10, dtype=np.uint8).tobytes())
     (folder / "config.json").write_text("{}")
+    (folder / "backbone" / "vae").mkdir(parents=True)  # a value checkpoint's backbone sits in subfolders
+    (folder / "backbone" / "vae" / "config.json").write_text('{"z": 1}')
     packed = pack_checkpoint(folder, "v000001")
     unpacked = unpack_checkpoint(packed, tmp_path)
     assert (unpacked / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+    assert (unpacked / "backbone" / "vae" / "config.json").read_text() == '{"z": 1}'
+    with pytest.raises(ValueError, match="unsafe name"):
+        unpack_checkpoint(type(packed)(version="x", files={"backbone/../../evil": b""}), tmp_path)
     with pytest.raises(ValueError, match="unsafe name"):
         unpack_checkpoint(type(packed)(version="x", files={"../evil": b""}), tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
