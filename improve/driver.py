@@ -29,7 +29,7 @@ from improve.monitor import RoundMonitor
 from improve.report import evaluation_metrics, progress_bar, round_table, stage_table, stage_timer
 from improve.run_state import STAGES, RunState
 from learners.policy_actor import launch_policy_learner
-from learners.policy_labels import label_store
+from learners.policy_labels import label_store, looks_to_episode_end
 from learners.value_actor import launch_value_learner
 from replay import TRAINING_PURPOSES, EpisodeFilter, Outcome, ReplayStore
 from robot_io.spec import RobotSpec
@@ -119,9 +119,10 @@ class RoundDriver:
         return {"collected": len(records), "purpose": purpose}
 
     def _stage_refit_value(self, r: int) -> dict[str, Any]:
-        """Refit, judge the new version on held-out episodes, and write the values of the version to use for the
-        training episodes: a version below the quality floor is published (for inspection) but not used; the
-        last version that passed is, or none (outcome labels)."""
+        """Refit, judge the new version on held-out episodes, and write its values for the training episodes. A
+        version below the quality floor is published (for inspection) but not used: the round labels by outcome.
+        An older version that passed is no fallback: trained on less and older data, its labels agreed with the
+        ground truth's less than the newest version's in every round of a study run (RESULTS.md)."""
         import ray
 
         if not self.config.loop.use_learned_value:
@@ -137,14 +138,13 @@ class RoundDriver:
         # the held-out ones it judges on; the other evaluation episodes are never labelled.
         training = EpisodeFilter(purposes=TRAINING_PURPOSES).to_dict()
         quality = ray.get(self.value_learner.quality.remote(version, asdict(self.config.loop.value_floor)))
-        used = version if quality["passed"] else self._last_passing_value_version(r)
+        used = version if quality["passed"] else None
         if used is not None:
             ray.get(self.value_learner.label.remote(used, training))
         if not quality["passed"]:
-            fallback = f"v{used}" if used is not None else "outcome labels"
             self.console.print(
                 f"[yellow]value v{version} fails the held-out quality floor ({quality['reason']}): "
-                f"labelling with {fallback}"
+                "labelling by outcome"
             )
         return {**outputs, "value_version": version, "value_quality": quality, "value_used": used}
 
@@ -153,6 +153,11 @@ class RoundDriver:
         labelling = self.config.labelling
         if labelling.horizon_s is not None:
             labelling = replace(labelling, horizon=max(1, round(labelling.horizon_s * self._control_hz)))
+        time_limit = self.config.value_learner.time_limit
+        if time_limit and self.config.task.name not in labelling.max_episode_length:
+            # The value targets' L_max: rewards on another scale than the values would tilt every advantage.
+            limits = {**labelling.max_episode_length, self.config.task.name: time_limit}
+            labelling = replace(labelling, max_episode_length=limits)
         value_key = None
         if not self.config.loop.use_learned_value:
             source = "progress"
@@ -165,6 +170,8 @@ class RoundDriver:
             source = value_key
         run = f"round{r:03d}-{source}"
         labelling = replace(labelling, run=run, value_key=value_key)
+        # N in steps, or "episode": a learned value's advantages look to the end of the episode (A = G_t - V_t).
+        horizon = "episode" if looks_to_episode_end(labelling) else labelling.horizon
         # Evaluation episodes are measurements of a policy, not training data.
         report = label_store(
             self._store(), labelling, EpisodeFilter(purposes=TRAINING_PURPOSES), log=log.info
@@ -177,7 +184,7 @@ class RoundDriver:
         return {
             "labelling_run": run,
             "value_key": value_key,
-            "advantage_horizon": labelling.horizon,
+            "advantage_horizon": horizon,
             "positive_fraction": report.positive_fraction,
             "unlabelled_left_out": report.unlabelled,
         }
@@ -347,13 +354,6 @@ class RoundDriver:
             "transformer_overrides": dict(backbone.transformer_overrides),
             "seed": self.config.value_learner.seed,
         }
-
-    def _last_passing_value_version(self, before: int) -> int | None:
-        for r in range(before - 1, -1, -1):
-            outputs = self.state.round_outputs(r)
-            if (outputs.get("value_quality") or {}).get("passed"):
-                return int(outputs["value_version"])
-        return None
 
     def _store(self) -> ReplayStore:
         if self.store is None:

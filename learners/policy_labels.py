@@ -32,6 +32,8 @@ from replay import EpisodeFilter, EpisodeRecord, FrameIndex, Outcome, ReplayStor
 from replay.schema import spans_to_mask
 from valuemodel.targets import from_model_range, normalised_returns
 
+LEARNED_VALUE_HORIZONS = ("episode", "horizon")
+
 
 @dataclass
 class LabellingConfig:
@@ -48,6 +50,12 @@ class LabellingConfig:
     horizon_s: float | None = None
     """N in seconds instead (the round driver converts it at the arms' control rate, so a 30 Hz arm looks as far
     ahead as the 10 Hz simulator); None: ``horizon`` steps."""
+    learned_value_horizon: str = "episode"
+    """The horizon when the values come from a learned value model (``value_key`` set): ``episode`` looks to the
+    end of the episode (A_t = G_t - V_t, RECAP's N = T), ``horizon`` uses ``horizon``/``horizon_s`` as values from
+    ground truth do. A learned value's one-second differences are mostly its own noise: on a loop's rollouts its
+    labels agreed with ground-truth values' labels at the same horizon at chance for N up to 10 s and only over
+    the whole episode beyond it (``scripts/label_agreement.py``, RESULTS.md)."""
     outcome_only: bool = False
     """Label without values: every frame of a successful episode and every correction positive, the rest negative
     (filtered BC by outcome). The round driver's fallback when no value version passes the quality floor."""
@@ -58,7 +66,9 @@ class LabellingConfig:
     demo_rounds: tuple[int, ...] = (0,)
     """Rounds whose episodes are demonstrations."""
     max_episode_length: dict[str, int] = field(default_factory=dict)
-    """L_max per task (its time limit); tasks not listed use their longest labelled episode."""
+    """L_max per task at least (its time limit; a longer labelled episode raises it); tasks not listed use their
+    longest labelled episode. The round driver sets the value learner's ``time_limit``, so that the rewards and the
+    value model's normalised values share one scale and only a failure at the limit counts as timed out."""
     failure_penalty: float | None = None
     """C_fail in steps; None = L_max, as in valuemodel.targets."""
     neighbours: int = 16
@@ -67,6 +77,23 @@ class LabellingConfig:
     """Weight of progress against standardised proprioception in that estimate's distance."""
     seed: int = 0
     """Seed of the tie-breaking at the positive-fraction threshold."""
+
+    def __post_init__(self) -> None:
+        if self.learned_value_horizon not in LEARNED_VALUE_HORIZONS:
+            raise ValueError(
+                f"labelling.learned_value_horizon must be one of {list(LEARNED_VALUE_HORIZONS)}, got "
+                f"{self.learned_value_horizon!r}"
+            )
+
+
+def looks_to_episode_end(config: LabellingConfig) -> bool:
+    """Whether advantages look to the end of the episode (a learned value with ``learned_value_horizon=episode``)."""
+    return config.value_key is not None and config.learned_value_horizon == "episode"
+
+
+def effective_horizon(config: LabellingConfig, max_episode_length: int) -> int:
+    """N in steps for a task whose episodes last at most ``max_episode_length`` steps."""
+    return max_episode_length if looks_to_episode_end(config) else config.horizon
 
 
 @dataclass
@@ -143,42 +170,15 @@ def label_store(
         )
     if unlabelled and log is not None:
         log(f"labelling leaves out {unlabelled} unlabelled episodes (no outcome given)")
-    lengths = {}
-    for r in records:
-        lengths[r.meta.task] = max(lengths.get(r.meta.task, 0), r.meta.length)
-    lengths.update(config.max_episode_length)
+    lengths = task_lengths(records, config)
 
     def success(r: EpisodeRecord) -> bool:
         return r.meta.outcome is Outcome.SUCCESS
 
     if config.outcome_only:
         return replace(_label_by_outcome(store, records, config, success, log), unlabelled=unlabelled)
-    values = _episode_values(store, records, config, lengths, success)
-    advantages, groups, interventions = [], [], []
-    for record, episode_values in zip(records, values, strict=True):
-        meta = record.meta
-        advantages.append(
-            recap_advantages(
-                episode_values,
-                success(record),
-                lengths[meta.task],
-                config.horizon,
-                config.failure_penalty,
-                # A failure as long as the task's time limit (L_max) was cut off by it.
-                timed_out=not success(record) and meta.length >= lengths[meta.task],
-            )
-        )
-        source = "demo" if meta.round in config.demo_rounds else f"round{meta.round}"
-        groups.extend([(meta.task, source)] * meta.length)
-        interventions.append(spans_to_mask(record.intervention_spans, meta.length))
-    fractions = {
-        key: config.demo_positive_fraction if key[1] == "demo" else config.rollout_positive_fraction
-        for key in set(groups)
-    }
+    advantages, indicators, thresholds = advantages_and_indicators(store, records, config, lengths)
     flat_advantages = np.concatenate(advantages)
-    indicators, thresholds = binarize_advantages(
-        flat_advantages, groups, fractions, np.concatenate(interventions), config.seed
-    )
     start = 0
     for record, episode_advantages in zip(records, advantages, strict=True):
         stop = start + record.meta.length
@@ -199,6 +199,53 @@ def label_store(
             f"{report.positive_fraction:.1%} positive, thresholds {report.thresholds}"
         )
     return report
+
+
+def task_lengths(records: list[EpisodeRecord], config: LabellingConfig) -> dict[str, int]:
+    """L_max per task: its longest labelled episode, raised to ``config.max_episode_length`` where given."""
+    lengths: dict[str, int] = {}
+    for r in records:
+        lengths[r.meta.task] = max(lengths.get(r.meta.task, 0), r.meta.length)
+    for task, limit in config.max_episode_length.items():
+        lengths[task] = max(lengths.get(task, 0), int(limit))
+    return lengths
+
+
+def advantages_and_indicators(
+    store: ReplayStore, records: list[EpisodeRecord], config: LabellingConfig, lengths: dict[str, int]
+) -> tuple[list[np.ndarray], np.ndarray, dict[tuple[str, str], float]]:
+    """RECAP advantages per episode, the indicators of all their frames (in ``records`` order) and each group's
+    threshold, with L_max per task from ``lengths``; nothing is written."""
+
+    def success(r: EpisodeRecord) -> bool:
+        return r.meta.outcome is Outcome.SUCCESS
+
+    values = _episode_values(store, records, config, lengths, success)
+    advantages, groups, interventions = [], [], []
+    for record, episode_values in zip(records, values, strict=True):
+        meta = record.meta
+        advantages.append(
+            recap_advantages(
+                episode_values,
+                success(record),
+                lengths[meta.task],
+                effective_horizon(config, lengths[meta.task]),
+                config.failure_penalty,
+                # A failure as long as the task's time limit (L_max) was cut off by it.
+                timed_out=not success(record) and meta.length >= lengths[meta.task],
+            )
+        )
+        source = "demo" if meta.round in config.demo_rounds else f"round{meta.round}"
+        groups.extend([(meta.task, source)] * meta.length)
+        interventions.append(spans_to_mask(record.intervention_spans, meta.length))
+    fractions = {
+        key: config.demo_positive_fraction if key[1] == "demo" else config.rollout_positive_fraction
+        for key in set(groups)
+    }
+    indicators, thresholds = binarize_advantages(
+        np.concatenate(advantages), groups, fractions, np.concatenate(interventions), config.seed
+    )
+    return advantages, indicators, thresholds
 
 
 def _label_by_outcome(

@@ -6,7 +6,7 @@ value target the model was trained towards (``valuemodel.targets``: the normalis
 penalised), which a real arm has too, since it needs only the outcome and the time.
 
 Rank and linear correlations are blind to scale: a curve that rises by 0.02 over an episode scores the same VOC
-and Pearson as one that rises by 1.5. The floor therefore checks
+and Pearson as one that rises by 1.5. The floor therefore checks, on the held-out *successes*,
 
 - ``shape_r2``: 1 - MSE / variance of prediction against target once each episode's mean is taken out of both,
   pooled over held-out frames: does the value follow the episode's course at the right scale? A flat curve
@@ -15,6 +15,13 @@ and Pearson as one that rises by 1.5. The floor therefore checks
   return still misses a realised failure's offset, so the pooled ``r2`` (reported beside it) is capped by how
   uncertain the outcomes are, not by the model;
 - ``spread``: the median over episodes of std(prediction) / std(target) (a flat curve scores about 0).
+
+Only successes, because a failure's target is a ramp set by the clock: a failure that times out gains return
+steadily until the limit while the arm goes nowhere, which no value reading frames can follow (a model that knows
+the arm is stuck rightly predicts a flat, low value). Judged on every episode, the floor failed good versions as
+soon as the rollouts held failures and kept stale ones (RESULTS.md, label agreement); on successes progress and
+the clock agree, and a flat curve still scores about 0. The pooled ``r2`` and the other scores are over all
+held-out episodes.
 
 VOC on held-out successes and Pearson against ground-truth progress (simulation only) are reported beside them.
 """
@@ -38,7 +45,7 @@ class ValueFloorConfig:
     enabled: bool = True
     min_shape_r2: float = 0.2
     min_spread: float = 0.3
-    # Fewer held-out episodes than this: the version is judged unmeasurable, and fails.
+    # Fewer held-out successes than this: the version is judged unmeasurable, and fails.
     min_episodes: int = 3
     # Evaluation episodes judged beside the held-out split: the newest round's, in seed order (each costs a
     # labelling pass; 0 takes them all).
@@ -48,6 +55,7 @@ class ValueFloorConfig:
 @dataclass
 class ValueQuality:
     episodes: int
+    successes: int
     shape_r2: float
     r2: float
     spread: float
@@ -97,7 +105,7 @@ def assess_values(
     floor: ValueFloorConfig,
 ) -> ValueQuality:
     """Score the ``value/<value_key>`` column on ``records`` and check it against ``floor``."""
-    predictions, targets, centred_errors, spreads, vocs, pearsons = [], [], [], [], [], []
+    predictions, targets, centred_errors, within, spreads, vocs, pearsons = [], [], [], [], [], [], []
     for record in records:
         meta = record.meta
         values = store.read_derived("value", value_key, meta.episode_id)
@@ -109,28 +117,29 @@ def assess_values(
         target = target.astype(np.float64)
         predictions.append(values)
         targets.append(target)
-        centred_errors.append((values - values.mean()) - (target - target.mean()))
-        if target.std() > 1e-6:
-            spreads.append(values.std() / target.std())
         if meta.outcome is Outcome.SUCCESS:
+            centred_errors.append((values - values.mean()) - (target - target.mean()))
+            within.append(target - target.mean())
+            if target.std() > 1e-6:
+                spreads.append(values.std() / target.std())
             vocs.append(voc(values))
         if meta.has_ground_truth:
             progress = store.read_episode(meta.episode_id, columns=["progress"])["progress"]
             pearsons.append(pearson(values, progress))
-    episodes = len(predictions)
+    episodes, successes = len(predictions), len(centred_errors)
+    r2 = shape_r2 = float("nan")
     if episodes:
         pred, target = np.concatenate(predictions), np.concatenate(targets)
         variance = float(np.var(target))
         r2 = 1.0 - float(np.mean((pred - target) ** 2)) / variance if variance > 1e-12 else float("nan")
-        within = float(np.mean(np.concatenate([(t - t.mean()) ** 2 for t in targets])))
+    if successes:
+        within_variance = float(np.mean(np.concatenate(within) ** 2))
         error = float(np.mean(np.concatenate(centred_errors) ** 2))
-        shape_r2 = 1.0 - error / within if within > 1e-12 else float("nan")
-    else:
-        r2 = shape_r2 = float("nan")
+        shape_r2 = 1.0 - error / within_variance if within_variance > 1e-12 else float("nan")
     spread = float(np.median(spreads)) if spreads else float("nan")
     failures = []
-    if episodes < floor.min_episodes:
-        failures.append(f"only {episodes} held-out episodes (need {floor.min_episodes})")
+    if successes < floor.min_episodes:
+        failures.append(f"only {successes} held-out successes (need {floor.min_episodes})")
     if not shape_r2 >= floor.min_shape_r2:
         failures.append(f"shape R2 {shape_r2:.2f} < {floor.min_shape_r2}")
     if not spread >= floor.min_spread:
@@ -138,6 +147,7 @@ def assess_values(
     passed = not floor.enabled or not failures
     return ValueQuality(
         episodes=episodes,
+        successes=successes,
         shape_r2=shape_r2,
         r2=r2,
         spread=spread,

@@ -24,7 +24,7 @@ HOLDOUT = 0.3
 def store(tmp_path):
     store, _ = write_synthetic_store(str(tmp_path / "store"), ["expert", "failure"] * 4)
     rng = np.random.default_rng(1)
-    for kind in ("expert", "failure", "expert"):
+    for kind in ("expert", "failure", "expert", "expert"):
         episode = make_episode(rng, kind, image_size=32, length_range=(30, 40))
         write_synthetic_episode(store, episode, task="synthetic", purpose="eval")
     return store
@@ -116,7 +116,31 @@ def test_the_quality_floor_sees_scale_as_well_as_order(store, name, transform, p
     assert quality.episodes == len(records) >= 3
 
 
-def test_too_few_held_out_episodes_fail_the_floor(store):
-    records = write_values(store, "v", lambda t: t)[:2]
-    quality = assess_values(store, "v", records, {"synthetic": 40}, None, ValueFloorConfig())
-    assert not quality.passed and "only 2 held-out episodes" in quality.reason
+def test_too_few_held_out_successes_fail_the_floor(store):
+    records = write_values(store, "v", lambda t: t)
+    successes = [r for r in records if r.meta.outcome is Outcome.SUCCESS][:2]
+    failures = [r for r in records if r.meta.outcome is not Outcome.SUCCESS]
+    quality = assess_values(store, "v", successes + failures, {"synthetic": 40}, None, ValueFloorConfig())
+    assert not quality.passed and "only 2 held-out successes" in quality.reason
+
+
+def test_the_floor_passes_a_value_that_reads_a_failure_as_going_nowhere(store):
+    """A failure's target climbs with the clock while the arm goes nowhere; a value that predicts it flat and low
+    is right, and must not fail the floor (judged on every episode, it did). On a success a calibrated value starts
+    below the success target, because early on the outcome is still open."""
+    rng = np.random.default_rng(2)
+    for _ in range(3):  # rollouts of a round that mostly fails
+        episode = make_episode(rng, "failure", image_size=32, length_range=(38, 40))
+        write_synthetic_episode(store, episode, task="synthetic", purpose="eval")
+    records = held_out_episodes(store, HOLDOUT)
+    for record in records:
+        meta = record.meta
+        success = meta.outcome is Outcome.SUCCESS
+        target = episode_value_targets(meta.length, success, 40)
+        open_outcome = np.linspace(0.5, 1.0, len(target))  # P(success) as the episode unfolds
+        calibrated = open_outcome * target + (1 - open_outcome) * -0.8
+        store.write_derived("value", "stuck", meta.episode_id, calibrated if success else np.full_like(target, -0.8))
+    assert any(r.meta.outcome is not Outcome.SUCCESS for r in records)
+    quality = assess_values(store, "stuck", records, {"synthetic": 40}, None, ValueFloorConfig())
+    assert quality.passed, quality
+    assert quality.successes < quality.episodes
