@@ -167,6 +167,14 @@ def to_dataclass(cfg: DictConfig) -> VivarlConfig:
         )
     for name, robot in config.robots.items():
         robot.name = name
+    if config.value_learner.mode != "refit":
+        # The round driver refits once per round; silently doing that for a run asked to train continually would
+        # leave the user believing the learner kept up with the arms.
+        raise ValueError(
+            f"value_learner.mode={config.value_learner.mode!r}: the round driver runs refit only (one fit per "
+            "round); continual training is the standalone value learner's (learners.value_actor start_continual), "
+            "not yet the loop's. Use value_learner.mode=refit"
+        )
     return with_run_seed(config)
 
 

@@ -68,6 +68,11 @@ def test_unknown_robot_type_field_is_a_clear_error():
         compose_config("robots.sim0.type=ur5")
 
 
+def test_a_continual_value_learner_is_refused_rather_than_silently_refit():
+    with pytest.raises(ValueError, match="value_learner.mode='continual'.*mode=refit"):
+        compose_config("value_learner.mode=continual")
+
+
 def test_no_robot_is_a_clear_error():
     with pytest.raises(ValueError, match="no robots configured"):
         compose_config("~robot@robots.sim0", "~robot@robots.sim1")
