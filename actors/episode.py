@@ -51,6 +51,8 @@ class EpisodeControl(Protocol):
 
     def observe(self, observation: Observation, intervention: bool, held: bool) -> None: ...
 
+    def takeover_requested(self) -> bool: ...
+
 
 class TeleoperatorAsPolicy:
     """Lets a teleoperator that always acts (the scripted expert in demo mode, a human recording demonstrations)
@@ -161,6 +163,11 @@ def run_episode(
             # The plan was made before the pause, for a scene the operator may have touched since.
             discard_plan()
             paused = False
+        if control is not None and teleop is not None and control.takeover_requested():
+            # The live value asked for help: a corrector that can take over on request does, on this thread.
+            take_over = getattr(teleop, "take_over", None)
+            if take_over is not None:
+                take_over()
         correction = teleop.get_action(observation) if teleop is not None else None
         intervention = correction is not None
         if intervention and not intervening:

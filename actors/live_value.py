@@ -26,6 +26,10 @@ class LiveValueConfig:
     # Ask for a takeover when the value (model range [-1, 1]) falls by more than this within window_s.
     drop: float = 0.3
     window_s: float = 2.0
+    # The corrector answers every request by taking over (the simulator's scripted corrector, whose own stall
+    # rule is robots.<arm>.sim_box.expert.takeover_stall_steps; 0 turns it off). On a real arm a person answers,
+    # from the console's highlight and sound. Live value needs the console (console.enabled=on in simulation).
+    corrector_answers: bool = False
 
     def __post_init__(self) -> None:
         if self.rate_hz < 0 or self.drop <= 0 or self.window_s <= 0:

@@ -48,6 +48,9 @@ class OperatorChannel:
     # a takeover (actors.live_value).
     values: list[tuple[int, float]] = field(default_factory=list)
     help_steps: list[int] = field(default_factory=list)
+    # A help request also asks the episode loop to hand control to the corrector (live_value.corrector_answers).
+    corrector_answers: bool = False
+    _takeover_requested: bool = False
     _lock: threading.Condition = field(default_factory=threading.Condition)
     _end_requested: bool = False
     _paused: bool = False
@@ -63,6 +66,7 @@ class OperatorChannel:
             self.episode = _Episode(episode_id, purpose, policy_version)
             self.state, self._end_requested = RUNNING, False
             self.values, self.help_steps = [], []
+            self._takeover_requested = False
             self._lock.notify_all()
 
     def add_value(self, step: int, value: float, help_requested: bool) -> None:
@@ -70,6 +74,13 @@ class OperatorChannel:
             self.values.append((step, value))
             if help_requested:
                 self.help_steps.append(step)
+                self._takeover_requested = self._takeover_requested or self.corrector_answers
+
+    def takeover_requested(self) -> bool:
+        """Whether the corrector should take over now; each request is answered once."""
+        with self._lock:
+            requested, self._takeover_requested = self._takeover_requested, False
+            return requested
 
     def observe(self, observation: Observation, intervention: bool, held: bool) -> None:
         with self._lock:

@@ -250,7 +250,9 @@ class RobotWorker:
     # -- internals ----------------------------------------------------------------------------------------
     def _start_console(self) -> None:
         config = self.settings.console
-        self.channel = OperatorChannel(self.settings.robot.name)
+        self.channel = OperatorChannel(
+            self.settings.robot.name, corrector_answers=self.settings.live_value.corrector_answers
+        )
         token = config.resolve_token()
         app = console_app(self.channel, token, store=self.store, teleop=self.corrector)
         # Two arms' actors on one node can pick the same free port at once: the loser takes the next one.

@@ -163,3 +163,59 @@ def test_a_success_detector_ends_the_episode_as_a_success():
         arm, ReadyFromStep(first=0), max_steps=50, success_detector=lambda obs: obs.state[0] >= 3.0
     )
     assert result.detected_success and result.success and result.steps == 3
+
+
+class CorrectorOnRequest:
+    """Drives (commanding -1) for two steps each time it is asked to take over, as the scripted corrector does."""
+
+    def __init__(self) -> None:
+        self.left = 0
+        self.asked = 0
+
+    def connect(self) -> None:
+        pass
+
+    def disconnect(self) -> None:
+        pass
+
+    def take_over(self) -> None:
+        self.asked += 1
+        self.left = 2
+
+    def get_action(self, observation):
+        if self.left == 0:
+            return None
+        self.left -= 1
+        return np.array([-1.0], dtype=np.float32)
+
+
+def test_a_help_request_the_corrector_answers_hands_it_control_on_the_control_thread():
+    from actors.operator import OperatorChannel
+
+    arm = OneDimArm()
+    channel = OperatorChannel("arm", corrector_answers=True)
+    corrector = CorrectorOnRequest()
+
+    class AsksAtStep3(Recorder):
+        def act(self, observation):
+            if self.arm.sent == 3:
+                channel.add_value(3, -0.5, help_requested=True)  # the live value's thread, here in line
+            return super().act(observation)
+
+    channel.episode_started("e", "rollout", "v1")
+    result = run_episode(arm, AsksAtStep3(arm), max_steps=8, teleop=corrector, control=channel)
+    assert corrector.asked == 1 and result.intervention_steps == 2
+    assert channel.help_steps == [3] and not channel.takeover_requested()
+
+
+def test_a_help_request_alone_does_not_take_over():
+    from actors.operator import OperatorChannel
+
+    channel = OperatorChannel("arm")
+    channel.episode_started("e", "rollout", "v1")
+    channel.add_value(3, -0.5, help_requested=True)
+    assert channel.help_steps == [3] and not channel.takeover_requested()
+    answering = OperatorChannel("arm", corrector_answers=True)
+    answering.episode_started("e", "rollout", "v1")
+    answering.add_value(3, -0.5, help_requested=True)
+    assert answering.takeover_requested() and not answering.takeover_requested()
