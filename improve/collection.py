@@ -179,6 +179,19 @@ def episode_metrics(records: list[Any], control_hz: float) -> dict[str, float]:
     }
 
 
+def arm_utilisation(records: list[Any], arms: list[str], wall_seconds: float) -> dict[str, float]:
+    """Per arm, the share of ``wall_seconds`` it spent in episodes (start to commit, the outcome's answer
+    included), and the mean over ``arms`` as "mean": what the arms did with the round's wall time."""
+    if wall_seconds <= 0 or not arms:
+        return {}
+    busy = dict.fromkeys(arms, 0.0)
+    for record in records:
+        if record.meta.robot_id in busy:
+            busy[record.meta.robot_id] += max(record.meta.end_time - record.meta.start_time, 0.0)
+    shares = {arm: min(seconds / wall_seconds, 1.0) for arm, seconds in busy.items()}
+    return {**shares, "mean": sum(shares.values()) / len(shares)}
+
+
 def _first_line(err: BaseException) -> str:
     """The root cause's message, one line: Ray wraps a remote error in a traceback."""
     cause = getattr(err, "cause", None) or err

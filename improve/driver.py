@@ -22,7 +22,7 @@ from rich.console import Console
 from actors.robot_actor import ActorSettings, launch_robot_actors
 from actors.weights import pack_checkpoint
 from checkpoints import version_dir
-from improve.collection import collect, committed_episodes, episode_metrics
+from improve.collection import arm_utilisation, collect, committed_episodes, episode_metrics
 from improve.config import VivarlConfig
 from improve.evaluation import evaluation_seeds, paired_comparison, promote
 from improve.monitor import RoundMonitor
@@ -377,6 +377,10 @@ class RoundDriver:
         quality = outputs.get("value_quality") or {}
         metrics |= {f"value/{k}": float(v) for k, v in quality.items() if isinstance(v, int | float)}
         metrics |= {f"time/{k}_s": v for k, v in self.state.stage_seconds.get(str(r), {}).items()}
+        round_episodes = [rec for rec in store.records().values() if rec.meta.round == r]
+        wall = sum(self.state.stage_seconds.get(str(r), {}).values())
+        utilisation = arm_utilisation(round_episodes, sorted(self.config.robots), wall)
+        metrics |= {f"arms/utilisation_{arm}": share for arm, share in utilisation.items()}
         outputs["metrics"] = metrics
         self.state.save(self.run_dir)
         self.console.print(round_table(self.state))

@@ -86,6 +86,7 @@ def round_table(state: RunState) -> Table:
         "value\nshapeR2/VOC",
         "policy",
         "arms\nout",
+        "arm\nuse",
         "wall\nmin",
     )
     for column in columns:
@@ -106,6 +107,7 @@ def round_table(state: RunState) -> Table:
             _value_cell(outputs),
             _policy_cell(outputs),
             ",".join(sorted(outputs.get("arms_set_aside", {}))) or "-",
+            _pct(m.get("arms/utilisation_mean")),
             f"{sum(seconds.values()) / 60:.1f}",
         )
     return table

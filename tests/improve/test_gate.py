@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from test_config import compose_config
 
 from improve.driver import RoundDriver
@@ -71,3 +72,17 @@ def test_the_round_table_says_which_version_was_kept(tmp_path):
     console.print(round_table(state))
     text = console.export_text()
     assert "kept v000000" in text and "40% [31-50]" in text and "-40 (0.00)" in text
+
+
+def test_arm_utilisation_is_the_share_of_wall_time_each_arm_spent_in_episodes():
+    from types import SimpleNamespace
+
+    from improve.collection import arm_utilisation
+
+    def record(arm, start, end):
+        return SimpleNamespace(meta=SimpleNamespace(robot_id=arm, start_time=start, end_time=end))
+
+    records = [record("a", 0.0, 30.0), record("a", 40.0, 70.0), record("b", 0.0, 10.0), record("gone", 0, 99)]
+    shares = arm_utilisation(records, ["a", "b", "c"], wall_seconds=100.0)
+    assert shares == pytest.approx({"a": 0.6, "b": 0.1, "c": 0.0, "mean": 0.7 / 3})
+    assert arm_utilisation(records, ["a"], wall_seconds=0.0) == {}

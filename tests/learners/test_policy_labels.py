@@ -105,12 +105,16 @@ def test_label_store_takes_the_time_limit_as_l_max_and_never_less_than_an_episod
     # labelling uses the same L_max, not the longest episode's 10.
     exact = 2.0 * (-(np.arange(9, -1, -1)) / 80.0) + 1.0
     store.write_derived("value", "vm1", episode, exact)
-    label_store(store, LabellingConfig(run="limit", value_key="vm1", horizon=3, max_episode_length={"box": 40}))
+    label_store(
+        store, LabellingConfig(run="limit", value_key="vm1", horizon=3, max_episode_length={"box": 40})
+    )
     np.testing.assert_allclose(store.read_derived("advantage", "limit", episode), 0.0, atol=1e-6)
     label_store(store, LabellingConfig(run="longest", value_key="vm1", horizon=3))
     assert np.abs(store.read_derived("advantage", "longest", episode)[:-3]).min() > 1e-3
     # A limit below the longest episode is raised to it instead of failing.
-    label_store(store, LabellingConfig(run="short", value_key="vm1", horizon=3, max_episode_length={"box": 5}))
+    label_store(
+        store, LabellingConfig(run="short", value_key="vm1", horizon=3, max_episode_length={"box": 5})
+    )
 
 
 def test_unlabelled_episodes_are_left_out_with_a_count_and_none_labelled_names_the_console(tmp_path):

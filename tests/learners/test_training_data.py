@@ -139,7 +139,9 @@ def test_the_floor_passes_a_value_that_reads_a_failure_as_going_nowhere(store):
         target = episode_value_targets(meta.length, success, 40)
         open_outcome = np.linspace(0.5, 1.0, len(target))  # P(success) as the episode unfolds
         calibrated = open_outcome * target + (1 - open_outcome) * -0.8
-        store.write_derived("value", "stuck", meta.episode_id, calibrated if success else np.full_like(target, -0.8))
+        store.write_derived(
+            "value", "stuck", meta.episode_id, calibrated if success else np.full_like(target, -0.8)
+        )
     assert any(r.meta.outcome is not Outcome.SUCCESS for r in records)
     quality = assess_values(store, "stuck", records, {"synthetic": 40}, None, ValueFloorConfig())
     assert quality.passed, quality
