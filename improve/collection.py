@@ -87,6 +87,7 @@ def collect(
     restart_timeout_s: float = 300.0,
     max_arm_failures: int = 0,
     on_set_aside: Callable[[str, str], None] = lambda arm, reason: None,
+    episode_deadline_s: float = 0.0,
 ) -> list[Any]:
     """Make the store hold ``target`` committed episodes of (round, purpose); returns their records.
 
@@ -101,6 +102,9 @@ def collect(
     An arm that fails ``max_arm_failures`` times (0: never) is set aside for the rest of the stage, and
     ``on_set_aside(arm, reason)`` is told: the stage finishes on the other arms, and the next stage tries it
     again. With no arm left the stage fails, naming each arm's last error.
+
+    An arm whose call has not returned after ``episode_deadline_s`` per episode asked of it (0: no deadline) is
+    killed for Ray to restart, and the call counts as one of its failures.
     """
     import ray
 
@@ -119,15 +123,39 @@ def collect(
         pending = {
             actors[arm].run_episodes.remote(purpose, round_index, seeds): arm for arm, seeds in plan.items()
         }
+        started = time.monotonic()
+        deadlines = {
+            arm: started + episode_deadline_s * len(seeds) if episode_deadline_s > 0 else float("inf")
+            for arm, seeds in plan.items()
+        }
+        hung: dict[str, str] = {}
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            live = [deadlines[a] for a in pending.values() if a not in hung]
+            timeout = None
+            if live and min(live) < float("inf"):
+                timeout = max(min(live) - time.monotonic(), 0.0)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+            if not ready:
+                for arm in [
+                    a for a in pending.values() if a not in hung and deadlines[a] <= time.monotonic()
+                ]:
+                    hung[arm] = (
+                        f"no answer within {episode_deadline_s * len(plan[arm]):.0f} s for {len(plan[arm])} "
+                        f"episodes (loop.episode_deadline_s={episode_deadline_s:g} per episode): the arm's actor "
+                        "was restarted"
+                    )
+                    log.error(
+                        "arm %s is hung during %s of round %d: %s", arm, purpose, round_index, hung[arm]
+                    )
+                    ray.kill(actors[arm], no_restart=False)
+                continue  # a killed arm's call now fails, and is counted below
             arm = pending.pop(ready[0])
             try:
                 ray.get(ready[0])
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
                 log.warning("arm %s failed during %s of round %d: %s", arm, purpose, round_index, err)
                 failures[arm] = failures.get(arm, 0) + 1
-                last_error[arm] = _first_line(err)
+                last_error[arm] = hung.get(arm) or _first_line(err)
                 if max_arm_failures and failures[arm] >= max_arm_failures:
                     reason = f"failed {failures[arm]} times: {last_error[arm]}"
                     log.error(

@@ -85,6 +85,13 @@ class LoopConfig:
     # An arm that fails this often in one stage is set aside until the next stage, and the stage finishes on the
     # others (the round table names it); the run stops only when no arm is left. 0: never set an arm aside.
     arm_failures_to_set_aside: int = 2
+    # No side waits for ever on the other. An arm whose batch of episodes has not come back within this many
+    # seconds per episode (start, reset, steps and the outcome's answer) is taken as hung: Ray restarts its actor
+    # and the stage counts a failure against it. 0: wait as long as it takes.
+    episode_deadline_s: float = 1800.0
+    # A learner call (backbone pretraining, a value refit or its labelling, a policy's training) that gives no
+    # answer within this many seconds stops the run with an error naming it (resume with the same command).
+    learner_deadline_s: float = 12 * 3600.0
     # "simulator" (ground truth) or "operator" (a prompt on each arm's node; unlabelled after the time-out).
     outcome_source: str = "simulator"
     outcome_timeout_s: float = 20.0

@@ -123,24 +123,26 @@ class RoundDriver:
         version below the quality floor is published (for inspection) but not used: the round labels by outcome.
         An older version that passed is no fallback: trained on less and older data, its labels agreed with the
         ground truth's less than the newest version's in every round of a study run (RESULTS.md)."""
-        import ray
 
         if not self.config.loop.use_learned_value:
             return {"value_version": None, "value_used": None}
         outputs: dict[str, Any] = {}
         if r == 0 and self._needs_backbone():
             outputs["backbone_dir"] = str(self.run_dir / "backbone")
-            outputs["backbone"] = ray.get(
-                self.value_learner.pretrain_backbone.remote(self._backbone_config())
+            outputs["backbone"] = self._learner_answer(
+                self.value_learner.pretrain_backbone.remote(self._backbone_config()), "backbone pretraining"
             )
-        version = int(ray.get(self.value_learner.refit.remote(r)))
+        version = int(self._learner_answer(self.value_learner.refit.remote(r), "value refit"))
         # Values are written for the training episodes (which labelling reads) and, by the quality check, for
         # the held-out ones it judges on; the other evaluation episodes are never labelled.
         training = EpisodeFilter(purposes=TRAINING_PURPOSES).to_dict()
-        quality = ray.get(self.value_learner.quality.remote(version, asdict(self.config.loop.value_floor)))
+        quality = self._learner_answer(
+            self.value_learner.quality.remote(version, asdict(self.config.loop.value_floor)),
+            "value quality check",
+        )
         used = version if quality["passed"] else None
         if used is not None:
-            ray.get(self.value_learner.label.remote(used, training))
+            self._learner_answer(self.value_learner.label.remote(used, training), "value labelling")
         if not quality["passed"]:
             self.console.print(
                 f"[yellow]value v{version} fails the held-out quality floor ({quality['reason']}): "
@@ -190,7 +192,6 @@ class RoundDriver:
         }
 
     def _stage_train_policy(self, r: int) -> dict[str, Any]:
-        import ray
 
         if r > 0 and not self.config.loop.retrain_policy:
             first = self.state.round_outputs(0)
@@ -201,7 +202,9 @@ class RoundDriver:
         start_from = None
         if self.config.loop.policy_start == "deployed" and previous is not None:
             start_from = self.state.round_outputs(previous)["deployed_checkpoint"]
-        result = ray.get(self.policy_learner.train_round.remote(r, run, start_from))
+        result = self._learner_answer(
+            self.policy_learner.train_round.remote(r, run, start_from), "policy training"
+        )
         return {
             "policy_version": int(result["version"]),
             "policy_checkpoint": result["checkpoint"],
@@ -296,6 +299,7 @@ class RoundDriver:
                 on_progress=advance,
                 max_arm_failures=self.config.loop.arm_failures_to_set_aside,
                 on_set_aside=set_aside,
+                episode_deadline_s=self.config.loop.episode_deadline_s,
             )
 
     def _pack(self, checkpoint: str, version: str) -> Any:
@@ -354,6 +358,21 @@ class RoundDriver:
             "transformer_overrides": dict(backbone.transformer_overrides),
             "seed": self.config.value_learner.seed,
         }
+
+    def _learner_answer(self, ref: Any, what: str) -> Any:
+        """``ray.get`` within ``loop.learner_deadline_s``: a hung learner stops the run with its name, resumable."""
+        import ray
+
+        deadline = self.config.loop.learner_deadline_s
+        try:
+            return ray.get(ref, timeout=deadline if deadline > 0 else None)
+        except ray.exceptions.GetTimeoutError:
+            ray.cancel(ref)
+            raise RuntimeError(
+                f"the {what} gave no answer within {deadline:g} s (loop.learner_deadline_s): its learner may be "
+                "hung; look at its log under the run directory or with `ray logs`, then run the same command to "
+                "resume at this stage (raise loop.learner_deadline_s if it is only slow)"
+            ) from None
 
     def _store(self) -> ReplayStore:
         if self.store is None:

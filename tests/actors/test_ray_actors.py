@@ -111,3 +111,35 @@ def test_a_failing_arm_is_set_aside_and_the_stage_finishes_on_the_other(local_ra
             max_attempts=5,
             max_arm_failures=2,
         )
+
+
+def test_a_hung_arm_is_restarted_at_its_deadline_and_set_aside(local_ray, tmp_path):
+    class ArmThatHangs:
+        """An arm's actor stuck inside an episode (a serial read that never returns), until Ray restarts it."""
+
+        def run_episodes(self, purpose, round, seeds):
+            time.sleep(3600)
+
+        def info(self):
+            return {}
+
+    url = str(tmp_path / "replay")
+    robot = RobotConfig(type="sim_box", name="sim0", sim_box=SimBoxConfig(image_height=32, image_width=32))
+    healthy = launch_robot_actors([ActorSettings(robot=robot, store_url=url, task="box_assembly")])["sim0"]
+    ray.get(healthy.info.remote())
+    hanging = ray.remote(ArmThatHangs).options(num_cpus=0, max_restarts=1).remote()
+    set_aside: dict[str, str] = {}
+    records = collect(
+        ReplayStore.open(url),
+        {"sim0": healthy, "arm1": hanging},
+        round_index=0,
+        purpose="demo",
+        target=2,
+        seed_base=0,
+        max_attempts=3,
+        max_arm_failures=1,
+        on_set_aside=set_aside.__setitem__,
+        episode_deadline_s=20.0,
+    )
+    assert len(records) == 2 and {r.meta.robot_id for r in records} == {"sim0"}
+    assert list(set_aside) == ["arm1"] and "no answer within 20 s" in set_aside["arm1"]

@@ -86,3 +86,21 @@ def test_arm_utilisation_is_the_share_of_wall_time_each_arm_spent_in_episodes():
     shares = arm_utilisation(records, ["a", "b", "c"], wall_seconds=100.0)
     assert shares == pytest.approx({"a": 0.6, "b": 0.1, "c": 0.0, "mean": 0.7 / 3})
     assert arm_utilisation(records, ["a"], wall_seconds=0.0) == {}
+
+
+def test_a_learner_call_past_its_deadline_stops_the_run_naming_it(tmp_path):
+    import time
+
+    ray = pytest.importorskip("ray")
+
+    @ray.remote(num_cpus=0)
+    def hung_refit():
+        time.sleep(3600)
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        config = compose_config(f"run_dir={tmp_path / 'run'}", "loop.learner_deadline_s=2")
+        with pytest.raises(RuntimeError, match=r"the value refit gave no answer within 2 s.*resume"):
+            RoundDriver(config)._learner_answer(hung_refit.remote(), "value refit")
+    finally:
+        ray.shutdown()
