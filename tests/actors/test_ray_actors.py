@@ -57,6 +57,27 @@ def test_actor_killed_mid_episode_restarts_and_the_torn_episode_is_never_sampled
     assert set(index.episode_ids) == {r.meta.episode_id for r in records}
 
 
+def collect_beside_a_healthy_arm(tmp_path, bad_arm, **collect_kwargs) -> tuple[list, dict[str, str]]:
+    """Round 0's demonstrations on a simulated arm ``sim0`` and ``bad_arm`` as ``arm1``; returns the records and
+    the arms set aside with their reasons."""
+    url = str(tmp_path / "replay")
+    robot = RobotConfig(type="sim_box", name="sim0", sim_box=SimBoxConfig(image_height=32, image_width=32))
+    healthy = launch_robot_actors([ActorSettings(robot=robot, store_url=url, task="box_assembly")])["sim0"]
+    ray.get(healthy.info.remote())
+    set_aside: dict[str, str] = {}
+    records = collect(
+        ReplayStore.open(url),
+        {"sim0": healthy, "arm1": bad_arm},
+        round_index=0,
+        purpose="demo",
+        seed_base=0,
+        max_attempts=5,
+        on_set_aside=set_aside.__setitem__,
+        **collect_kwargs,
+    )
+    return records, set_aside
+
+
 def test_a_failing_arm_is_set_aside_and_the_stage_finishes_on_the_other(local_ray, tmp_path):
     from improve.collection import CollectionError
 
@@ -76,24 +97,8 @@ def test_a_failing_arm_is_set_aside_and_the_stage_finishes_on_the_other(local_ra
         def info(self):
             return {}
 
-    url = str(tmp_path / "replay")
-    robot = RobotConfig(type="sim_box", name="sim0", sim_box=SimBoxConfig(image_height=32, image_width=32))
-    healthy = launch_robot_actors([ActorSettings(robot=robot, store_url=url, task="box_assembly")])["sim0"]
-    ray.get(healthy.info.remote())
     broken = ray.remote(ArmThatKeepsFailing).options(num_cpus=0).remote()
-    store = ReplayStore.open(url)
-    set_aside: dict[str, str] = {}
-    records = collect(
-        store,
-        {"sim0": healthy, "arm1": broken},
-        round_index=0,
-        purpose="demo",
-        target=4,
-        seed_base=0,
-        max_attempts=5,
-        max_arm_failures=2,
-        on_set_aside=set_aside.__setitem__,
-    )
+    records, set_aside = collect_beside_a_healthy_arm(tmp_path, broken, target=4, max_arm_failures=2)
     assert len(records) == 4 and {r.meta.robot_id for r in records} == {"sim0"}
     assert list(set_aside) == ["arm1"]
     assert set_aside["arm1"].startswith("failed 2 times") and "no status packet" in set_aside["arm1"]
@@ -102,7 +107,7 @@ def test_a_failing_arm_is_set_aside_and_the_stage_finishes_on_the_other(local_ra
         CollectionError, match=r"every arm was set aside during demo \(arm1: .*no status packet"
     ):
         collect(
-            store,
+            ReplayStore.open(str(tmp_path / "replay")),
             {"arm1": broken},
             round_index=1,
             purpose="demo",
@@ -123,23 +128,9 @@ def test_a_hung_arm_is_restarted_at_its_deadline_and_set_aside(local_ray, tmp_pa
         def info(self):
             return {}
 
-    url = str(tmp_path / "replay")
-    robot = RobotConfig(type="sim_box", name="sim0", sim_box=SimBoxConfig(image_height=32, image_width=32))
-    healthy = launch_robot_actors([ActorSettings(robot=robot, store_url=url, task="box_assembly")])["sim0"]
-    ray.get(healthy.info.remote())
     hanging = ray.remote(ArmThatHangs).options(num_cpus=0, max_restarts=1).remote()
-    set_aside: dict[str, str] = {}
-    records = collect(
-        ReplayStore.open(url),
-        {"sim0": healthy, "arm1": hanging},
-        round_index=0,
-        purpose="demo",
-        target=2,
-        seed_base=0,
-        max_attempts=3,
-        max_arm_failures=1,
-        on_set_aside=set_aside.__setitem__,
-        episode_deadline_s=20.0,
+    records, set_aside = collect_beside_a_healthy_arm(
+        tmp_path, hanging, target=2, max_arm_failures=1, episode_deadline_s=20.0
     )
     assert len(records) == 2 and {r.meta.robot_id for r in records} == {"sim0"}
     assert list(set_aside) == ["arm1"] and "no answer within 20 s" in set_aside["arm1"]
