@@ -123,7 +123,6 @@ class RoundDriver:
         version below the quality floor is published (for inspection) but not used: the round labels by outcome.
         An older version that passed is no fallback: trained on less and older data, its labels agreed with the
         ground truth's less than the newest version's in every round of a study run (RESULTS.md)."""
-
         if not self.config.loop.use_learned_value:
             return {"value_version": None, "value_used": None}
         outputs: dict[str, Any] = {}
@@ -192,7 +191,6 @@ class RoundDriver:
         }
 
     def _stage_train_policy(self, r: int) -> dict[str, Any]:
-
         if r > 0 and not self.config.loop.retrain_policy:
             first = self.state.round_outputs(0)
             keep = ("policy_version", "policy_checkpoint", "policy_final_loss")

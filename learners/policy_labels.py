@@ -86,6 +86,16 @@ class LabellingConfig:
             )
 
 
+def is_success(record: EpisodeRecord) -> bool:
+    return record.meta.outcome is Outcome.SUCCESS
+
+
+def outcome_indicator(record: EpisodeRecord) -> np.ndarray:
+    """Labels by outcome alone: every frame of a success and every correction positive."""
+    length = record.meta.length
+    return np.full(length, is_success(record)) | spans_to_mask(record.intervention_spans, length)
+
+
 def looks_to_episode_end(config: LabellingConfig) -> bool:
     """Whether advantages look to the end of the episode (a learned value with ``learned_value_horizon=episode``)."""
     return config.value_key is not None and config.learned_value_horizon == "episode"
@@ -171,12 +181,8 @@ def label_store(
     if unlabelled and log is not None:
         log(f"labelling leaves out {unlabelled} unlabelled episodes (no outcome given)")
     lengths = task_lengths(records, config)
-
-    def success(r: EpisodeRecord) -> bool:
-        return r.meta.outcome is Outcome.SUCCESS
-
     if config.outcome_only:
-        return replace(_label_by_outcome(store, records, config, success, log), unlabelled=unlabelled)
+        return replace(_label_by_outcome(store, records, config, log), unlabelled=unlabelled)
     advantages, indicators, thresholds = advantages_and_indicators(store, records, config, lengths)
     flat_advantages = np.concatenate(advantages)
     start = 0
@@ -216,23 +222,19 @@ def advantages_and_indicators(
 ) -> tuple[list[np.ndarray], np.ndarray, dict[tuple[str, str], float]]:
     """RECAP advantages per episode, the indicators of all their frames (in ``records`` order) and each group's
     threshold, with L_max per task from ``lengths``; nothing is written."""
-
-    def success(r: EpisodeRecord) -> bool:
-        return r.meta.outcome is Outcome.SUCCESS
-
-    values = _episode_values(store, records, config, lengths, success)
+    values = _episode_values(store, records, config, lengths, is_success)
     advantages, groups, interventions = [], [], []
     for record, episode_values in zip(records, values, strict=True):
         meta = record.meta
         advantages.append(
             recap_advantages(
                 episode_values,
-                success(record),
+                is_success(record),
                 lengths[meta.task],
                 effective_horizon(config, lengths[meta.task]),
                 config.failure_penalty,
                 # A failure as long as the task's time limit (L_max) was cut off by it.
-                timed_out=not success(record) and meta.length >= lengths[meta.task],
+                timed_out=not is_success(record) and meta.length >= lengths[meta.task],
             )
         )
         source = "demo" if meta.round in config.demo_rounds else f"round{meta.round}"
@@ -252,13 +254,12 @@ def _label_by_outcome(
     store: ReplayStore,
     records: list[EpisodeRecord],
     config: LabellingConfig,
-    success: Callable[[EpisodeRecord], bool],
     log: Callable[[str], None] | None,
 ) -> LabellingReport:
     frames = positives = 0
     for record in records:
         length = record.meta.length
-        indicator = np.full(length, success(record)) | spans_to_mask(record.intervention_spans, length)
+        indicator = outcome_indicator(record)
         advantage = np.where(indicator, 1.0, -1.0).astype(np.float32)
         store.write_derived("advantage", config.run, record.meta.episode_id, advantage)
         store.write_derived("indicator", config.run, record.meta.episode_id, indicator)

@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 
 from improve.run_state import RunState
 from improve.study_report import write_section_first
-from learners.policy_labels import LabellingConfig, advantages_and_indicators, task_lengths
+from learners.policy_labels import LabellingConfig, advantages_and_indicators, outcome_indicator, task_lengths
 from learners.value_learner import ValueLearner, ValueLearnerConfig
 from replay import TRAINING_PURPOSES, EpisodeFilter, FrameIndex, Outcome, ReplayStore
 from replay.schema import spans_to_mask
@@ -46,11 +46,7 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
 def indicators(store: ReplayStore, records: list, config: LabellingConfig, lengths: dict[str, int]) -> dict:
     """Episode id -> indicators under ``config`` (label_store's rule, without writing anything)."""
     if config.outcome_only:
-        return {
-            r.meta.episode_id: np.full(r.meta.length, r.meta.outcome is Outcome.SUCCESS)
-            | spans_to_mask(r.intervention_spans, r.meta.length)
-            for r in records
-        }
+        return {r.meta.episode_id: outcome_indicator(r) for r in records}
     _, flat, _ = advantages_and_indicators(store, records, config, lengths)
     out, start = {}, 0
     for record in records:
