@@ -5,7 +5,7 @@ vivarl-study [overrides]                  run every (variant, run seed) not fini
 vivarl-study study.report_only=true       regenerate the section and the plot from the runs' run_state.json
 vivarl-study 'study.overrides=["loop.rounds=1","loop.demo_episodes=6"]' study.run_seeds=[0]   a small study
 
-Each (variant, run seed) is one run of the main command in a subprocess, one after another, in
+Each (variant, run seed) is one run of the main command in a subprocess, ``study.parallel_runs`` at a time, in
 ``<study.dir>/<variant>/seed<k>``; its output goes to ``study.log`` there. Running the same command again resumes:
 a finished run (every stage of every round done) is skipped and an unfinished one resumes where it stopped, as `vivarl`
 with the same run_dir does.
@@ -19,9 +19,11 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -75,9 +77,17 @@ class StudyConfig:
     report_only: bool = False
     # Show each run's output on the console as well as in its study.log.
     echo: bool = True
+    # How many runs go at once. A run of the main command keeps about one core busy (its arms, learners and driver
+    # mostly take turns), so 2 on a 2-core machine nearly halves the study's wall time; runs never share a folder,
+    # a store or a seed, so their results do not depend on it.
+    parallel_runs: int = 1
 
     def validate(self) -> None:
         """Refuse what would make a study that cannot be run or compared (``to_study`` calls it)."""
+        if self.parallel_runs < 1:
+            raise ValueError(
+                f"study.parallel_runs is {self.parallel_runs}: give how many runs go at once, at least 1"
+            )
         if not self.run_seeds:
             raise ValueError(
                 "study.run_seeds is empty: give the loop seeds to run, e.g. study.run_seeds=[0,1,2]"
@@ -212,15 +222,30 @@ def stream_to_log(command: Sequence[str], log: Path, echo: Callable[[str], None]
             return proc.wait()
 
 
-def record_attempt(run: PlannedRun, started: float, returncode: int) -> None:
-    """Add this attempt (wall time, exit status, cores) to the run's study_run.json, which the report reads."""
+def record_attempt(run: PlannedRun, started: float, returncode: int, parallel_runs: int = 1) -> None:
+    """Add this attempt (wall time, exit status, cores, runs at once) to the run's study_run.json, which the report
+    reads."""
     path = run.run_dir / RECORD_FILE
     record = json.loads(path.read_text()) if path.exists() else {"attempts": []}
     record.update(variant=run.variant, seed=run.seed, overrides=list(run.overrides), loop=asdict(run.loop))
     attempt = {"started_at": started, "wall_s": time.time() - started, "returncode": returncode}
-    record["attempts"].append({**attempt, "cpu_count": os.cpu_count()})
+    record["attempts"].append({**attempt, "cpu_count": os.cpu_count(), "parallel_runs": parallel_runs})
     run.run_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2))
+
+
+def check_finished(run: PlannedRun, returncode: int) -> None:
+    """A StudyError naming the run's folder and log unless it exited cleanly with every round done."""
+    if returncode != 0:
+        raise StudyError(
+            f"run {run.run_dir} failed (exit status {returncode}); its output is in {run.log}. Fix the "
+            "cause and run the same command again: finished runs are kept and this one resumes"
+        )
+    if not run.finished():
+        raise StudyError(
+            f"run {run.run_dir} exited cleanly but its run_state.json does not show rounds "
+            f"0-{run.loop.rounds} finished (did loop.budget_hours stop it?); its output is in {run.log}"
+        )
 
 
 def run_study(
@@ -229,38 +254,55 @@ def run_study(
     runner: Runner = stream_to_log,
     console: Console | None = None,
 ) -> None:
-    """Run every unfinished run, one after another; stop at the first that fails, naming its folder and log."""
+    """Run every unfinished run, ``study.parallel_runs`` at a time, in plan order. After the first failure no new
+    run starts; the ones under way finish (their work is kept), then the failure is raised, naming its folder and
+    log."""
     console = console or Console()
     todo = [run for run in runs if not run.finished()]
     console.print(
-        f"study {study.dir}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run"
+        f"study {study.dir}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run, "
+        f"{study.parallel_runs} at a time"
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    running: set[str] = set()
+    lock = threading.Lock()
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("study", total=len(runs), completed=len(runs) - len(todo))
-        for run in todo:
-            name = f"{run.variant}/seed{run.seed}"
-            progress.update(task, description=f"study: {name}")
-            progress.console.print(f"[bold]{name}[/]: {shlex.join(run.command())}  (log: {run.log})")
 
-            def echo(line: str, prefix: str = name) -> None:
+        def attempt(run: PlannedRun) -> None:
+            name = f"{run.variant}/seed{run.seed}"
+            with lock:
+                running.add(name)
+                progress.update(task, description=f"study: {', '.join(sorted(running))}")
+                progress.console.print(f"[bold]{name}[/]: {shlex.join(run.command())}  (log: {run.log})")
+
+            def echo(line: str) -> None:
                 if study.echo:
-                    progress.console.print(Text(f"[{prefix}] {line}", style="dim"))
+                    progress.console.print(Text(f"[{name}] {line}", style="dim"))
 
             started = time.time()
-            returncode = runner(run.command(), run.log, echo)
-            record_attempt(run, started, returncode)
-            if returncode != 0:
-                raise StudyError(
-                    f"run {run.run_dir} failed (exit status {returncode}); its output is in {run.log}. Fix the "
-                    "cause and run the same command again: finished runs are kept and this one resumes"
-                )
-            if not run.finished():
-                raise StudyError(
-                    f"run {run.run_dir} exited cleanly but its run_state.json does not show rounds "
-                    f"0-{run.loop.rounds} finished (did loop.budget_hours stop it?); its output is in {run.log}"
-                )
-            progress.advance(task)
+            try:
+                returncode = runner(run.command(), run.log, echo)
+                record_attempt(run, started, returncode, study.parallel_runs)
+                check_finished(run, returncode)
+                progress.advance(task)
+            finally:
+                with lock:
+                    running.discard(name)
+
+        failures: list[BaseException] = []
+        queue = list(todo)
+        with ThreadPoolExecutor(max_workers=study.parallel_runs) as pool:
+            under_way: set[Future] = set()
+            while queue or under_way:
+                while queue and not failures and len(under_way) < study.parallel_runs:
+                    under_way.add(pool.submit(attempt, queue.pop(0)))
+                if not under_way:
+                    break
+                done, under_way = wait(under_way, return_when=FIRST_COMPLETED)
+                failures += [f.exception() for f in done if f.exception() is not None]  # type: ignore[misc]
+        if failures:
+            raise failures[0]
 
 
 def study_command() -> str:

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,9 @@ class RunResult:
     rounds: list[RoundResult]
     wall_s: float
     cores: set[int]
+    # (start, end) epoch seconds of each attempt, for the study's elapsed time when runs overlap.
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    parallel_runs: set[int] = field(default_factory=set)
 
 
 def load_run(run: PlannedRun, eval_seed_base: int) -> RunResult:
@@ -108,7 +111,19 @@ def load_run(run: PlannedRun, eval_seed_base: int) -> RunResult:
     attempts = json.loads(record_path.read_text())["attempts"] if record_path.exists() else []
     wall_s = sum(a["wall_s"] for a in attempts) if attempts else sum(r.seconds for r in rounds)
     cores = {a["cpu_count"] for a in attempts if a.get("cpu_count")}
-    return RunResult(run.variant, run.seed, rounds, wall_s, cores)
+    spans = [(a["started_at"], a["started_at"] + a["wall_s"]) for a in attempts if "started_at" in a]
+    parallel = {int(a.get("parallel_runs", 1)) for a in attempts}
+    return RunResult(run.variant, run.seed, rounds, wall_s, cores, spans, parallel)
+
+
+def elapsed_seconds(spans: Sequence[tuple[float, float]]) -> float:
+    """The wall time covered by at least one of the spans (overlapping runs count once)."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 @dataclass(frozen=True)
@@ -287,6 +302,10 @@ def _sizes(loop: Any) -> list[str]:
     return [str(n) for n in (loop.rounds, loop.demo_episodes, loop.episodes_per_round, loop.eval_episodes)]
 
 
+def _hours(minutes: float) -> str:
+    return f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.0f} min"
+
+
 def _header(study: StudyConfig, runs: Sequence[PlannedRun], results: StudyResults, command: str) -> list[str]:
     """The command, seeds, machine and wall time, and each variant's overrides and sizes."""
     cores = sorted(set().union(*(run.cores for run in results.runs.values())))
@@ -295,7 +314,11 @@ def _header(study: StudyConfig, runs: Sequence[PlannedRun], results: StudyResult
     seeds = (
         f"{counts[0]} seeds, {base} to {base + counts[0] - 1}" if len(counts) == 1 else "per variant (table)"
     )
-    minutes = sum(run.wall_s for run in results.runs.values()) / 60
+    spans = [span for run in results.runs.values() for span in run.spans]
+    run_minutes = sum(run.wall_s for run in results.runs.values()) / 60
+    # Runs from before study_run.json recorded their spans count one after another.
+    minutes = elapsed_seconds(spans) / 60 if spans else run_minutes
+    at_once = sorted(set().union(*(run.parallel_runs for run in results.runs.values())) or {1})
     lines = [
         f"## Improvement-loop study ({study.section})",
         "",
@@ -304,13 +327,13 @@ def _header(study: StudyConfig, runs: Sequence[PlannedRun], results: StudyResult
         "",
         f"```bash\n{command}\n```",
         "",
-        f"Each (variant, run seed) is one run of the main command, one after another: `vivarl run_dir={study.dir}"
+        f"Each (variant, run seed) is one run of the main command, {' / '.join(map(str, at_once))} at a time: `vivarl run_dir={study.dir}"
         f"/<variant>/seed<k> loop.seed=<k> loop.eval_seed_base={base} <variant's overrides> <study overrides>`; "
         f"study overrides: {' '.join(f'`{o}`' for o in study.overrides) or 'none'}.",
         f"Run seeds: {', '.join(map(str, results.seeds))}. Evaluation seeds: {seeds} (base {base}), the same for "
         "every round, variant and run seed; each round evaluates the policy it trained.",
-        f"Wall time: {f'{minutes / 60:.1f} h' if minutes >= 60 else f'{minutes:.0f} min'} in all, one run at a "
-        f"time, on {' / '.join(map(str, cores)) or 'an unrecorded number of'} CPU cores.",
+        f"Wall time: {_hours(minutes)} with a run under way (the runs' own times add up to "
+        f"{_hours(run_minutes)}), on {' / '.join(map(str, cores)) or 'an unrecorded number of'} CPU cores.",
         "",
     ]
     loops = {run.variant: run.loop for run in runs}

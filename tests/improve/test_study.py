@@ -6,6 +6,7 @@ import io
 import json
 import math
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from improve.study import (
 from improve.study_report import (
     RECORD_FILE,
     StudyError,
+    elapsed_seconds,
     goals,
     load_study,
     over_seeds,
@@ -157,6 +159,7 @@ def test_study_yaml_defaults_and_overridable_eval_seed_base():
         ),
         ('study.overrides=["loop.seed=3"]', "study.overrides sets loop.seed, which the study sets"),
         ("study.comparisons=[[recap_viva,nope]]", "is not a [candidate, reference] pair"),
+        ("study.parallel_runs=0", "study.parallel_runs is 0: give how many runs go at once, at least 1"),
     ],
 )
 def test_a_bad_study_config_names_the_fix(override, message):
@@ -175,8 +178,9 @@ def test_the_default_variants_compose_as_main_command_runs(tmp_path):
     assert len(runs) == 18 and all(run.loop.rounds >= 1 for run in runs)
 
 
-def fake_runner(calls: list, returncode: int = 0, finish: bool = True):
+def fake_runner(calls: list, returncode: int = 0, finish: bool = True, before=lambda: None):
     def runner(command, log, echo):
+        before()
         calls.append(list(command))
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("running\n")
@@ -217,6 +221,41 @@ def test_a_failing_run_stops_the_study_naming_its_folder_and_log(tmp_path):
         StudyError, match="exited cleanly but its run_state.json does not show rounds 0-2 finished"
     ):
         run_study(study, runs, fake_runner(calls, finish=False), Console(file=io.StringIO()))
+
+
+def test_parallel_runs_overlap_and_a_failure_starts_no_new_run(tmp_path):
+    study = make_study(tmp_path, run_seeds=[0, 1], variants=["recap_viva", "recap_static"], parallel_runs=2)
+    runs = plan_runs(study, loop_of)
+    both_running = threading.Barrier(2, timeout=30)  # broken (an error) unless two runs are under way at once
+    calls: list = []
+    run_study(study, runs, fake_runner(calls, before=both_running.wait), Console(file=io.StringIO()))
+    assert sorted(c[3] for c in calls) == sorted(f"run_dir={r.run_dir}" for r in runs)
+    records = [json.loads((r.run_dir / RECORD_FILE).read_text()) for r in runs]
+    assert {a["parallel_runs"] for rec in records for a in rec["attempts"]} == {2}
+
+    study = make_study(
+        tmp_path / "again", run_seeds=[0, 1], variants=["recap_viva", "recap_static"], parallel_runs=2
+    )
+    runs = plan_runs(study, loop_of)
+    first_failed = threading.Event()
+
+    def failing_first(command, log, echo):
+        if command[3] == f"run_dir={runs[0].run_dir}":
+            first_failed.set()
+            return 1
+        assert first_failed.wait(30)
+        return fake_runner(calls)(command, log, echo)
+
+    calls.clear()
+    with pytest.raises(StudyError, match=f"run {runs[0].run_dir} failed"):
+        run_study(study, runs, failing_first, Console(file=io.StringIO()))
+    assert [c[3] for c in calls] == [f"run_dir={runs[1].run_dir}"]  # it finished; runs 2 and 3 never started
+    assert runs[1].finished() and not runs[2].run_dir.exists()
+
+
+def test_elapsed_time_counts_overlapping_runs_once():
+    assert elapsed_seconds([(0, 10), (5, 12), (20, 25), (21, 22)]) == 17
+    assert elapsed_seconds([]) == 0
 
 
 def test_stream_to_log_tees_every_line_and_returns_the_exit_status(tmp_path):
