@@ -361,6 +361,8 @@ function show(s) {
   el.textContent = `${s.state}${s.paused ? " (paused)" : ""} | episode ${ep.episode_id || "-"} (${ep.purpose || "-"}) ` +
     `| policy ${ep.policy_version || "-"} | step ${ep.steps} | interventions ${ep.interventions}` +
     (s.asking_about ? ` | success? (s/f) for ${s.asking_about}` : "") +
+    (s.state === "waiting for reset" && s.next_purpose === "demo"
+      ? " | next: a demonstration: press r, drive the leader arm, then end (e)" : "") +
     (helpNow ? " | the value is falling: take over? (t)" : "");
   document.getElementById("takeover").disabled = !s.can_take_over;
   const cams = document.getElementById("cams");

@@ -55,6 +55,8 @@ class OperatorChannel:
     _end_requested: bool = False
     _paused: bool = False
     _reset_confirmed: bool = False
+    # What the episode after the reset is for (demo: the operator drives the leader arm all through it).
+    _next_purpose: str = ""
     _asked: str | None = None
     _answer: str | None = None
     # An outcome given for the running episode before it ends: it answers the question when it comes.
@@ -108,10 +110,10 @@ class OperatorChannel:
             self._lock.notify_all()
         return answer or UNLABELLED
 
-    def wait_for_reset(self, timeout_s: float | None = None) -> bool:
+    def wait_for_reset(self, timeout_s: float | None = None, next_purpose: str = "") -> bool:
         """Block until the operator says the scene is reset for the next episode (True), or the time-out."""
         with self._lock:
-            self.state, self._reset_confirmed = WAITING_RESET, False
+            self.state, self._reset_confirmed, self._next_purpose = WAITING_RESET, False, next_purpose
             self._lock.notify_all()
             confirmed = self._lock.wait_for(lambda: self._reset_confirmed, timeout=timeout_s)
             self.state = IDLE
@@ -157,6 +159,7 @@ class OperatorChannel:
                 "paused": self._paused,
                 "end_requested": self._end_requested,
                 "asking_about": self._asked,
+                "next_purpose": self._next_purpose,
                 "episode": dict(vars(self.episode)),
                 "cameras": sorted(self.observation.images) if self.observation is not None else [],
                 "values": self.values[-300:],

@@ -167,7 +167,7 @@ class RobotWorker:
             raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
         summaries = []
         for seed in seeds:
-            self._wait_for_reset()
+            self._wait_for_reset(purpose)
             self._swap_policy_if_pending()
             source, teleop, events = self._sources(purpose)
             collected = collect_episode(
@@ -180,7 +180,7 @@ class RobotWorker:
                 round=round,
                 policy_version=self.policy_version if purpose != "demo" else "demo",
                 purpose=purpose,
-                max_steps=self._max_steps(),
+                max_steps=self.settings.robot.episode_limit_steps,
                 seed=seed,
                 teleop=teleop,
                 realtime=self.settings.robot.is_paced,
@@ -266,13 +266,13 @@ class RobotWorker:
                     raise
         print(f"[vivarl] operator console for arm {self.settings.robot.name}: {self.console.url}", flush=True)
 
-    def _wait_for_reset(self) -> None:
+    def _wait_for_reset(self, purpose: str) -> None:
         """On a real arm with a console, the next episode starts once the operator says the scene is reset (the
         simulator resets itself). The arm holds meanwhile: nothing is commanded between episodes."""
         config = self.settings.console
         if self.channel is None or not config.confirm_reset or not self.settings.robot.is_real:
             return
-        if not self.channel.wait_for_reset(config.reset_timeout_s or None):
+        if not self.channel.wait_for_reset(config.reset_timeout_s or None, next_purpose=purpose):
             raise RuntimeError(
                 f"arm '{self.settings.robot.name}': nobody confirmed the scene reset within "
                 f"{config.reset_timeout_s} s (console.reset_timeout_s)"
@@ -281,9 +281,16 @@ class RobotWorker:
     def _sources(self, purpose: str) -> tuple[ActionSource, Teleoperator | None, Any]:
         if purpose == "demo":
             if self.demonstrator is None:
+                name = self.settings.robot.name
+                leader = (
+                    f"attach a leader arm (robots.{name}.lerobot.teleop_type and teleop_kwargs), which then drives "
+                    "round 0's demonstrations from the console, or "
+                    if self.settings.robot.type == "lerobot"
+                    else ""
+                )
                 raise RuntimeError(
-                    f"arm '{self.settings.robot.name}' has no demonstrator: record demonstrations with LeRobot's "
-                    "tools and import them with `vivarl-replay import`"
+                    f"arm '{name}' has no demonstrator: {leader}record demonstrations with LeRobot's tools and "
+                    "import them with `vivarl-replay import`"
                 )
             return (
                 TeleoperatorAsPolicy(self.demonstrator),
@@ -294,12 +301,6 @@ class RobotWorker:
             raise RuntimeError(f"arm '{self.settings.robot.name}' has no policy yet: call set_policy first")
         teleop = self.corrector if purpose == "rollout" else None
         return self.policy, teleop, (lambda: getattr(self.corrector, "events", ())) if teleop else None
-
-    def _max_steps(self) -> int:
-        robot = self.settings.robot
-        if robot.type == "sim_box":
-            return robot.sim_box.max_steps
-        return robot.max_episode_steps
 
     def _make_teleoperators(self) -> tuple[Teleoperator | None, Teleoperator | None]:
         """(corrector, demonstrator): who takes over during rollouts, and who drives demonstrations."""
@@ -313,12 +314,14 @@ class RobotWorker:
                 ScriptedExpert(sim, robot.sim_box.expert, demo=True),
             )
         if robot.type == "lerobot":
-            from robot_io.lerobot_adapter import make_lerobot_teleop
+            from robot_io.lerobot_adapter import LeaderDemonstrator, make_lerobot_teleop
 
             teleop = make_lerobot_teleop(robot.lerobot, action_names=self.robot.spec.action_names)
-            if teleop is not None:
-                teleop.connect()
-            return teleop, None
+            if teleop is None:
+                return None, None
+            teleop.connect()
+            # One leader arm serves both: it corrects rollouts when grabbed and drives round 0's demonstrations.
+            return teleop, LeaderDemonstrator(teleop)
         teleop = self.robot.inner.teleoperator()
         return teleop, None
 

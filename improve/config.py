@@ -182,6 +182,10 @@ def to_dataclass(cfg: DictConfig) -> VivarlConfig:
             "round); continual training is the standalone value learner's (learners.value_actor start_continual), "
             "not yet the loop's. Use value_learner.mode=refit"
         )
+    if not config.value_learner.time_limit:
+        # The value targets' L_max (and labelling's) is the arms' episode time limit: one fact, set on the arm.
+        longest = max(robot.episode_limit_steps for robot in config.robots.values())
+        config.value_learner = replace(config.value_learner, time_limit=longest)
     return with_run_seed(config)
 
 

@@ -167,6 +167,11 @@ class RobotConfig:
         return self.type != "sim_box"
 
     @property
+    def episode_limit_steps(self) -> int:
+        """The episode time limit in control steps: the simulator's own, else ``max_episode_steps``."""
+        return self.sim_box.max_steps if self.type == "sim_box" else self.max_episode_steps
+
+    @property
     def is_paced(self) -> bool:
         return self.is_real if self.paced is None else self.paced
 

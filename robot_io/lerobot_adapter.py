@@ -474,6 +474,19 @@ class LeRobotTeleop:
             self.teleop.disconnect()
 
     def get_action(self, observation: Observation) -> np.ndarray | None:
+        pose, events = self._read()
+        operator_signal = _reports_intervention(events) if events is not None else self._leader_grabbed(pose)
+        return pose if operator_signal or self._forced.is_set() else None
+
+    def leader_pose(self) -> np.ndarray:
+        """The leader's pose as the arm's action, whatever the takeover rule says (a demonstration: the operator
+        drives every step). The rest pose is forgotten, so that the next rollout's takeover rule starts from
+        wherever the demonstration left the leader rather than reading that as a grab."""
+        pose, _ = self._read()
+        self._reset_takeover()
+        return pose
+
+    def _read(self) -> tuple[np.ndarray, Mapping[Any, Any] | None]:
         try:
             raw = self.teleop.get_action()
             events = self.teleop.get_teleop_events() if self._reports_events else None
@@ -482,9 +495,7 @@ class LeRobotTeleop:
         missing = [name for name in self.action_names if name not in raw]
         if missing:
             raise RobotError(f"LeRobot teleop '{self.config.teleop_type}' action lacks {missing}")
-        pose = np.array([float(raw[name]) for name in self.action_names], dtype=np.float32)
-        operator_signal = _reports_intervention(events) if events is not None else self._leader_grabbed(pose)
-        return pose if operator_signal or self._forced.is_set() else None
+        return np.array([float(raw[name]) for name in self.action_names], dtype=np.float32), events
 
     def _reset_takeover(self) -> None:
         self._grabbed = False
@@ -507,6 +518,24 @@ class LeRobotTeleop:
         elif now - self._still_since >= self.config.teleop_release_s:
             self._grabbed, self._rest_pose = False, pose
         return self._grabbed
+
+
+class LeaderDemonstrator:
+    """The corrector's leader arm recording demonstrations: it drives every step of a demo episode (the operator
+    starts it with the console's "reset done" and ends it with "end episode"). It shares the corrector's device,
+    which the corrector connects and disconnects."""
+
+    def __init__(self, leader: LeRobotTeleop) -> None:
+        self.leader = leader
+
+    def connect(self) -> None:
+        self.leader.connect()
+
+    def disconnect(self) -> None:
+        pass
+
+    def get_action(self, observation: Observation) -> np.ndarray:
+        return self.leader.leader_pose()
 
 
 def make_lerobot_teleop(

@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from improve.config import VivarlConfig, to_dataclass
 from improve.run_state import RunState
 from improve.study_report import write_section_first
 from learners.policy_labels import LabellingConfig, advantages_and_indicators, outcome_indicator, task_lengths
-from learners.value_learner import ValueLearner, ValueLearnerConfig
+from learners.value_learner import ValueLearner
 from replay import TRAINING_PURPOSES, EpisodeFilter, FrameIndex, Outcome, ReplayStore
 from replay.schema import spans_to_mask
 from valuemodel import ValueModelConfig
@@ -67,13 +68,10 @@ def main() -> None:
     if state is None:
         raise SystemExit(f"{run_dir} has no run_state.json: point --run-dir at a vivarl run")
     store_url = str(run_dir / "replay")
-    learner_fields = {f.name for f in fields(ValueLearnerConfig)}
-    learner_config = ValueLearnerConfig(
-        **{
-            **{k: v for k, v in cfg["value_learner"].items() if k in learner_fields},
-            "store_url": store_url,
-            "checkpoint_root": str(run_dir / "value_model"),
-        }
+    # The run's config as the driver resolved it (the value learner's time limit filled from the arms, run seed).
+    run_config = to_dataclass(OmegaConf.merge(OmegaConf.structured(VivarlConfig), cfg))
+    learner_config = replace(
+        run_config.value_learner, store_url=store_url, checkpoint_root=str(run_dir / "value_model")
     )
     learner = ValueLearner(learner_config, ValueModelConfig.from_dict(cfg["valuemodel"]))
     store = ReplayStore.open(store_url)

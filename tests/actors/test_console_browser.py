@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 
 import pytest
 
 from actors.console import ConsoleConfig
-from actors.robot_actor import ActorSettings, RobotWorker
+from actors.robot_actor import ActorSettings
 from replay import Outcome, ReplayStore
 from robot_io import RobotConfig, SimBoxConfig
 
@@ -37,7 +36,7 @@ def chromium() -> webdriver.Chrome:
     return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=options)
 
 
-def test_an_operator_ends_and_labels_an_episode_in_the_browser(tmp_path):
+def test_an_operator_ends_and_labels_an_episode_in_the_browser(tmp_path, start_arm):
     robot = RobotConfig(
         type="sim_box",
         name="sim0",
@@ -53,27 +52,10 @@ def test_an_operator_ends_and_labels_an_episode_in_the_browser(tmp_path):
         outcome_timeout_s=120.0,
         console=ConsoleConfig(port=0, token=TOKEN),
     )
-    started, done, failed, urls = threading.Event(), [], [], []
-
-    def actor() -> None:
-        try:
-            worker = RobotWorker(settings)
-            urls.append(worker.info()["console_url"])
-            started.set()
-            try:
-                done.extend(worker.run_episodes("demo", 0, [5]))
-            finally:
-                worker.close()
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            failed.append(exc)
-            started.set()
-
-    thread = threading.Thread(target=actor, daemon=True)
-    thread.start()
-    assert started.wait(60.0) and not failed, failed
+    arm = start_arm(settings, "demo", [5])
     browser = chromium()
     try:
-        browser.get(urls[0])
+        browser.get(arm.worker.info()["console_url"])
         wait = WebDriverWait(browser, 60)
         state = browser.find_element(By.ID, "state")
         wait.until(lambda _: "running" in state.text and "step" in state.text)
@@ -89,11 +71,10 @@ def test_an_operator_ends_and_labels_an_episode_in_the_browser(tmp_path):
         if os.environ.get("VIVARL_CONSOLE_SCREENSHOT"):
             browser.save_screenshot(os.environ["VIVARL_CONSOLE_SCREENSHOT"])
         browser.find_element(By.ID, "success").click()
-        thread.join(timeout=60.0)
+        arm.join()
     finally:
         browser.quit()
-    assert not failed, failed
-    (summary,) = done
+    (summary,) = arm.done
     meta = ReplayStore.open(settings.store_url).record(summary["episode_id"]).meta
     assert meta.outcome is Outcome.SUCCESS and meta.labelled_by == "operator-console"
     assert summary["steps"] < robot.sim_box.max_steps

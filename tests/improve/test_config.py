@@ -76,3 +76,15 @@ def test_a_continual_value_learner_is_refused_rather_than_silently_refit():
 def test_no_robot_is_a_clear_error():
     with pytest.raises(ValueError, match="no robots configured"):
         compose_config("~robot@robots.sim0", "~robot@robots.sim1")
+
+
+def test_the_value_targets_time_limit_is_the_arms_unless_set():
+    assert compose_config().value_learner.time_limit == 400  # configs/robot/sim_box.yaml max_steps
+    longer = compose_config("robots.sim1.sim_box.max_steps=500")
+    assert longer.value_learner.time_limit == 500  # the longest arm's: no episode outlives L_max
+    assert (
+        compose_config(
+            "robots.sim1.sim_box.max_steps=500", "value_learner.time_limit=300"
+        ).value_learner.time_limit
+        == 300
+    )

@@ -26,7 +26,13 @@ from robot_io import (
     make_robot,
     validate_observation,
 )
-from robot_io.lerobot_adapter import LeRobotArm, LeRobotTeleop, make_lerobot_robot, make_lerobot_teleop
+from robot_io.lerobot_adapter import (
+    LeaderDemonstrator,
+    LeRobotArm,
+    LeRobotTeleop,
+    make_lerobot_robot,
+    make_lerobot_teleop,
+)
 
 # The size the conftest's arm_config letterboxes every frame to.
 IMAGE_HEIGHT, IMAGE_WIDTH = 32, 48
@@ -234,6 +240,28 @@ def test_leader_takes_over_when_grabbed_and_hands_back_when_still(
     teleop.set_takeover(False)
     assert teleop.get_action(None) is None
     teleop.disconnect()
+
+
+def test_the_leader_drives_every_demonstration_step_and_its_rest_pose_starts_afresh(
+    sim_lerobot: ModuleType, tmp_path: Path
+) -> None:
+    config = _teleop_config(tmp_path, sim_lerobot.LEADER_TYPE, teleop_takeover_threshold=1.0)
+    corrector = make_lerobot_teleop(config, action_names=("x.pos", "y.pos", "z.pos"))
+    assert corrector is not None
+    demonstrator = LeaderDemonstrator(corrector)
+    assert isinstance(demonstrator, Teleoperator)
+    demonstrator.connect()
+    leader = corrector.teleop
+    np.testing.assert_array_equal(demonstrator.get_action(None), [0.0, 0.0, 0.0])  # at rest, still driving
+    leader.pose["y.pos"] = 40.0  # the demonstration moves the leader far from where it started
+    np.testing.assert_array_equal(demonstrator.get_action(None), [0.0, 40.0, 0.0])
+    # The rollout after it: the leader left where the demonstration ended is its new rest, not a grab.
+    assert corrector.get_action(None) is None
+    leader.pose["y.pos"] = 45.0
+    np.testing.assert_array_equal(corrector.get_action(None), [0.0, 45.0, 0.0])
+    demonstrator.disconnect()
+    assert leader.is_connected  # the corrector owns the device
+    corrector.disconnect()
 
 
 def test_pedal_intervention_event_decides_takeover(sim_lerobot: ModuleType, tmp_path: Path) -> None:
