@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from actors.console import ConsoleConfig
 from actors.robot_actor import ActorSettings, RobotWorker
+from robot_io import RobotConfig
 
 
 @dataclass
@@ -31,6 +33,24 @@ class ArmOnThread:
 
 
 StartArm = Callable[..., ArmOnThread]
+
+
+@pytest.fixture
+def operator_settings(tmp_path) -> Callable[..., ActorSettings]:
+    """``operator_settings(robot, token, outcome_timeout_s=60)``: an arm whose outcomes an operator gives on its
+    console (any free port on loopback, this token), with its store in the test's folder."""
+
+    def settings(robot: RobotConfig, token: str, outcome_timeout_s: float = 60.0) -> ActorSettings:
+        return ActorSettings(
+            robot=robot,
+            store_url=str(tmp_path / "replay"),
+            task="box_assembly",
+            outcome_source="operator",
+            outcome_timeout_s=outcome_timeout_s,
+            console=ConsoleConfig(port=0, token=token),
+        )
+
+    return settings
 
 
 @pytest.fixture

@@ -12,8 +12,6 @@ import shutil
 
 import pytest
 
-from actors.console import ConsoleConfig
-from actors.robot_actor import ActorSettings
 from replay import Outcome, ReplayStore
 from robot_io import RobotConfig, SimBoxConfig
 
@@ -36,7 +34,7 @@ def chromium() -> webdriver.Chrome:
     return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=options)
 
 
-def test_an_operator_ends_and_labels_an_episode_in_the_browser(tmp_path, start_arm):
+def test_an_operator_ends_and_labels_an_episode_in_the_browser(tmp_path, start_arm, operator_settings):
     robot = RobotConfig(
         type="sim_box",
         name="sim0",
@@ -44,14 +42,7 @@ def test_an_operator_ends_and_labels_an_episode_in_the_browser(tmp_path, start_a
         sim_box=SimBoxConfig(image_height=64, image_width=64, max_steps=100_000),
     )
     robot.sim_box.expert.stall_prob = 1.0
-    settings = ActorSettings(
-        robot=robot,
-        store_url=str(tmp_path / "replay"),
-        task="box_assembly",
-        outcome_source="operator",
-        outcome_timeout_s=120.0,
-        console=ConsoleConfig(port=0, token=TOKEN),
-    )
+    settings = operator_settings(robot, TOKEN, outcome_timeout_s=120.0)
     arm = start_arm(settings, "demo", [5])
     browser = chromium()
     try:

@@ -10,8 +10,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from actors.console import ConsoleConfig
-from actors.robot_actor import ActorSettings
 from replay import Outcome, ReplayStore
 from robot_io import LeRobotArmConfig, RobotConfig, SimBoxConfig
 
@@ -28,16 +26,11 @@ def wait_for_state(client: httpx.Client, state: str, min_steps: int = 0, timeout
     raise AssertionError(f"the arm never reached state {state!r}")
 
 
-def test_the_operator_ends_an_episode_and_labels_it_through_the_console(tmp_path, start_arm):
+def test_the_operator_ends_an_episode_and_labels_it_through_the_console(
+    tmp_path, start_arm, operator_settings
+):
     robot = RobotConfig(type="sim_box", name="sim0", sim_box=SimBoxConfig(image_height=32, image_width=32))
-    settings = ActorSettings(
-        robot=robot,
-        store_url=str(tmp_path / "replay"),
-        task="box_assembly",
-        outcome_source="operator",
-        outcome_timeout_s=60.0,
-        console=ConsoleConfig(port=0, token=TOKEN),
-    )
+    settings = operator_settings(robot, TOKEN)
     arm = start_arm(settings, "demo", [3])
     urls = [arm.worker.info()["console_url"]]
     url = urls[0]
@@ -60,7 +53,9 @@ def test_the_operator_ends_an_episode_and_labels_it_through_the_console(tmp_path
     assert meta.length == summary["steps"]
 
 
-def test_a_leader_arm_records_round_0_demonstrations_started_and_ended_from_the_console(tmp_path, start_arm):
+def test_a_leader_arm_records_round_0_demonstrations_started_and_ended_from_the_console(
+    tmp_path, start_arm, operator_settings
+):
     """A LeRobot arm (the simulator behind LeRobot's Robot API) with a leader arm and no scripted demonstrator: the
     operator confirms the reset, drives the leader, ends the episode and labels it, all through the console."""
     helpers = str(Path(__file__).parents[1] / "robot_io")
@@ -89,14 +84,7 @@ def test_a_leader_arm_records_round_0_demonstrations_started_and_ended_from_the_
         image_width=32,
     )
     robot = RobotConfig(type="lerobot", name="arm0", lerobot=lerobot, max_episode_steps=10_000)
-    settings = ActorSettings(
-        robot=robot,
-        store_url=str(tmp_path / "replay"),
-        task="box_assembly",
-        outcome_source="operator",
-        outcome_timeout_s=60.0,
-        console=ConsoleConfig(port=0, token=TOKEN),
-    )
+    settings = operator_settings(robot, TOKEN)
     pose = ((low + high) / 2).astype(np.float32)  # where the operator holds the leader: inside the limits
 
     def hold_the_leader(worker) -> None:
