@@ -92,6 +92,9 @@ class LoopConfig:
     # A learner call (backbone pretraining, a value refit or its labelling, a policy's training) that gives no
     # answer within this many seconds stops the run with an error naming it (resume with the same command).
     learner_deadline_s: float = 12 * 3600.0
+    # An arm's other calls (load a policy or a value model, report its state) that give no answer within this many
+    # seconds stop the run with an error naming the arm and the call (resume with the same command). 0: no limit.
+    arm_call_deadline_s: float = 600.0
     # "simulator" (ground truth) or "operator" (a prompt on each arm's node; unlabelled after the time-out).
     outcome_source: str = "simulator"
     outcome_timeout_s: float = 20.0

@@ -308,10 +308,10 @@ class RoundDriver:
     def _send(self, packed: Any, arms: list[str] | None = None) -> None:
         """Give these arms (every arm by default; an arm set aside gets nothing) these weights now (stages run one at
         a time, so no arm is mid-episode); a checkpoint that cannot be loaded fails here, not in the next episode."""
-        import ray
 
         names = list(self.actors) if arms is None else arms
-        ray.get([self.actors[name].set_policy.remote(packed, load_now=True) for name in names])
+        calls = {name: self.actors[name].set_policy.remote(packed, load_now=True) for name in names}
+        self._arm_answers(calls, "loading a policy")
 
     def _deploy(self, checkpoint: str, version: str) -> None:
         packed = self._pack(checkpoint, version)
@@ -329,7 +329,8 @@ class RoundDriver:
             return
         folder = version_dir(self.config.value_learner.checkpoint_root, used)
         packed = ray.put(pack_checkpoint(folder, f"value-v{used}"))
-        ray.get([actor.set_value_model.remote(packed) for actor in self.actors.values()])
+        calls = {name: actor.set_value_model.remote(packed) for name, actor in self.actors.items()}
+        self._arm_answers(calls, "loading the live value model")
 
     def _send_deployed(self, arms: list[str] | None = None) -> None:
         """Give the arms the deployed policy again (evaluation loaded another; a restarted actor has none)."""
@@ -356,6 +357,26 @@ class RoundDriver:
             "transformer_overrides": dict(backbone.transformer_overrides),
             "seed": self.config.value_learner.seed,
         }
+
+    def _arm_answers(self, calls: dict[str, Any], what: str) -> list[Any]:
+        """The arms' answers, in order, within ``loop.arm_call_deadline_s``: an arm that does not answer stops the
+        run naming it (an episode batch has its own deadline, ``loop.episode_deadline_s``)."""
+        import ray
+
+        deadline = self.config.loop.arm_call_deadline_s
+        ready, waiting = ray.wait(
+            list(calls.values()), num_returns=len(calls), timeout=deadline if deadline > 0 else None
+        )
+        if waiting:
+            silent = sorted(name for name, ref in calls.items() if ref in waiting)
+            for ref in waiting:
+                ray.cancel(ref)
+            raise RuntimeError(
+                f"arm(s) {', '.join(silent)} gave no answer within {deadline:g} s (loop.arm_call_deadline_s) while "
+                f"{what}: check the arm's node and its actor's log (`ray logs`), then run the same command to "
+                "resume (raise loop.arm_call_deadline_s if it is only slow)"
+            )
+        return ray.get(list(calls.values()))
 
     def _learner_answer(self, ref: Any, what: str) -> Any:
         """``ray.get`` within ``loop.learner_deadline_s``: a hung learner stops the run with its name, resumable."""
@@ -505,10 +526,11 @@ class RoundDriver:
             for robot in config.robots.values()
         ]
         self.actors = launch_robot_actors(settings, max_restarts=config.ray.actor_max_restarts)
-        import ray
 
         # The first arm creates the store; learners open it after that.
-        infos = ray.get([actor.info.remote() for actor in self.actors.values()])
+        infos = self._arm_answers(
+            {name: actor.info.remote() for name, actor in self.actors.items()}, "starting up"
+        )
         for name, info in zip(self.actors, infos, strict=True):
             if info.get("console_url"):
                 self.console.print(
@@ -525,7 +547,7 @@ class RoundDriver:
         )
         # Ray reports an actor's constructor error at its first call; make that call now, so that a value model the
         # arms' robot cannot feed is refused before the arms record a round, not after.
-        ray.get(self.value_learner.latest_version.remote())
+        self._learner_answer(self.value_learner.latest_version.remote(), "value learner's start-up")
         self.policy_learner = launch_policy_learner(
             config.policy_learner, telemetry=self._telemetry("policy_learner")
         )
@@ -537,7 +559,9 @@ class RoundDriver:
         # A restarted driver has a new value learner: it refits from the round-0 backbone, as before the restart.
         backbone = self.state.round_outputs(0).get("backbone_dir")
         if backbone and self.state.is_done(0, "refit_value"):
-            ray.get(self.value_learner.use_backbone.remote(backbone))
+            self._learner_answer(
+                self.value_learner.use_backbone.remote(backbone), "value learner's backbone load"
+            )
         self.console.print(
             f"[bold]vivarl[/] run [cyan]{self.run_name}[/]: {len(self.actors)} arms "
             f"({', '.join(self.actors)}), store {config.store_url}"

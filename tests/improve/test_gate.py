@@ -104,3 +104,33 @@ def test_a_learner_call_past_its_deadline_stops_the_run_naming_it(tmp_path):
             RoundDriver(config)._learner_answer(hung_refit.remote(), "value refit")
     finally:
         ray.shutdown()
+
+
+def test_an_arm_call_past_its_deadline_stops_the_run_naming_the_arm(tmp_path):
+    import time
+
+    ray = pytest.importorskip("ray")
+
+    @ray.remote(num_cpus=0)
+    class Arm:
+        def __init__(self, hangs: bool) -> None:
+            self.hangs = hangs
+
+        def set_policy(self, packed, load_now=False):
+            if self.hangs:
+                time.sleep(3600)
+            return packed
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        config = compose_config(f"run_dir={tmp_path / 'run'}", "loop.arm_call_deadline_s=2")
+        driver = RoundDriver(config)
+        driver.actors = {"sim0": Arm.remote(False), "sim1": Arm.remote(True)}
+        with pytest.raises(
+            RuntimeError, match=r"arm\(s\) sim1 gave no answer within 2 s .* while loading a policy"
+        ):
+            driver._send("weights")
+        driver.actors.pop("sim1")
+        driver._send("weights")  # the healthy arm answers at once
+    finally:
+        ray.shutdown()
