@@ -8,6 +8,8 @@ A resumed run therefore neither loses nor duplicates an episode.
 from __future__ import annotations
 
 import logging
+import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -207,16 +209,20 @@ def episode_metrics(records: list[Any], control_hz: float) -> dict[str, float]:
     }
 
 
-def arm_utilisation(records: list[Any], arms: list[str], wall_seconds: float) -> dict[str, float]:
-    """Per arm, the share of ``wall_seconds`` it spent in episodes (start to commit, the outcome's answer
-    included), and the mean over ``arms`` as "mean": what the arms did with the round's wall time."""
-    if wall_seconds <= 0 or not arms:
+def arm_utilisation(records: list[Any], arms: list[str], window: tuple[float, float]) -> dict[str, float]:
+    """Per arm, the share of the wall-clock ``window`` (start, end; epoch seconds) it spent in episodes (start to
+    commit, the outcome's answer included), and the mean over ``arms`` as "mean": what the arms did with a round's
+    wall time. Episodes count by when they ran, whichever round they were collected for (rollouts collected ahead
+    run during the round before theirs)."""
+    start, end = window
+    if end <= start or not arms:
         return {}
     busy = dict.fromkeys(arms, 0.0)
     for record in records:
         if record.meta.robot_id in busy:
-            busy[record.meta.robot_id] += max(record.meta.end_time - record.meta.start_time, 0.0)
-    shares = {arm: min(seconds / wall_seconds, 1.0) for arm, seconds in busy.items()}
+            overlap = min(record.meta.end_time, end) - max(record.meta.start_time, start)
+            busy[record.meta.robot_id] += max(overlap, 0.0)
+    shares = {arm: min(seconds / (end - start), 1.0) for arm, seconds in busy.items()}
     return {**shares, "mean": sum(shares.values()) / len(shares)}
 
 
@@ -225,3 +231,96 @@ def _first_line(err: BaseException) -> str:
     cause = getattr(err, "cause", None) or err
     text = str(cause).strip().splitlines()
     return text[-1] if text else type(cause).__name__
+
+
+# A round's rollouts collected ahead (RolloutStream) draw seeds from the upper half of the round's range, so that
+# they never meet the seeds of the round's own collection attempts.
+STREAM_SEED_OFFSET = 50_000
+
+
+class RolloutStream:
+    """Rollouts on every arm while the learners work (``loop.mode=continual``), so that the arms are not idle
+    during a round's value refit, labelling and policy training.
+
+    ``start`` collects rollouts of ``round_index`` (the next round) with whatever policy each arm has deployed, one
+    episode per arm per call, until the store holds ``limit`` committed rollouts of that round or ``stop`` is
+    called; ``stop`` lets the episodes under way finish (each within ``episode_deadline_s``) and returns, so that
+    the arms are free for the evaluation. The next round's own collect stage then tops up whatever is missing, so
+    a stream that stopped early, crashed or was never started changes nothing but when episodes were recorded.
+
+    An arm whose call fails leaves the stream for this round (its collect stage retries and sets it aside as
+    usual); a hung one is killed for Ray to restart, as in ``collect``.
+    """
+
+    def __init__(
+        self,
+        store: ReplayStore,
+        actors: dict[str, Any],
+        *,
+        round_index: int,
+        limit: int,
+        seed_base: int,
+        episode_deadline_s: float = 0.0,
+    ) -> None:
+        self.store, self.actors, self.round_index, self.limit = store, dict(actors), round_index, limit
+        self.episode_deadline_s = episode_deadline_s
+        committed = committed_episodes(store, round_index, "rollout")
+        band = seed_base + STREAM_SEED_OFFSET
+        self._next_seed = max([band, *(r.meta.seed + 1 for r in committed if (r.meta.seed or 0) >= band)])
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.episodes = 0
+        self.left: dict[str, str] = {}
+
+    def start(self) -> RolloutStream:
+        self._thread = threading.Thread(target=self._run, name=f"rollouts-r{self.round_index}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        """Stop asking for episodes, wait for those under way, and return how many the stream committed."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self.episodes
+
+    def _run(self) -> None:
+        import ray
+
+        pending: dict[Any, tuple[str, float]] = {}
+
+        def ask(arm: str) -> None:
+            seed, self._next_seed = self._next_seed, self._next_seed + 1
+            deadline = time.monotonic() + self.episode_deadline_s if self.episode_deadline_s > 0 else math.inf
+            pending[self.actors[arm].run_episodes.remote("rollout", self.round_index, [seed])] = (
+                arm,
+                deadline,
+            )
+
+        have = len(committed_episodes(self.store, self.round_index, "rollout"))
+        for arm in sorted(self.actors):
+            if have + len(pending) < self.limit:
+                ask(arm)
+        while pending:
+            soonest = min(deadline for _, deadline in pending.values())
+            timeout = None if soonest == math.inf else max(soonest - time.monotonic(), 0.0)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+            if not ready:
+                for ref, (arm, deadline) in list(pending.items()):
+                    if deadline <= time.monotonic():
+                        log.error(
+                            "arm %s is hung in round %d's rollouts ahead: restarted", arm, self.round_index
+                        )
+                        ray.kill(self.actors[arm], no_restart=False)
+                        pending[ref] = (arm, math.inf)
+                continue
+            arm, _ = pending.pop(ready[0])
+            try:
+                self.episodes += len(ray.get(ready[0]))
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
+                log.warning("arm %s left round %d's rollouts ahead: %s", arm, self.round_index, err)
+                self.left[arm] = _first_line(err)
+                continue
+            have = len(committed_episodes(self.store, self.round_index, "rollout"))
+            if not self._stopping.is_set() and have + len(pending) < self.limit:
+                ask(arm)

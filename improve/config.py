@@ -95,6 +95,13 @@ class LoopConfig:
     # An arm's other calls (load a policy or a value model, report its state) that give no answer within this many
     # seconds stop the run with an error naming the arm and the call (resume with the same command). 0: no limit.
     arm_call_deadline_s: float = 600.0
+    # "pipeline": stages one after another, the arms idle while the learners work. "continual": while round r's
+    # learners refit, label and train (r >= 1), the arms collect round r+1's rollouts with the deployed policy, so
+    # those rollouts ran the policy one round older (see improve.collection.RolloutStream).
+    mode: str = "pipeline"
+    # continual: how many of the next round's rollouts to collect ahead (0: loop.episodes_per_round; more gives
+    # the next round more data than the pipeline's, and its collect stage takes them all).
+    rollouts_ahead: int = 0
     # "simulator" (ground truth) or "operator" (a prompt on each arm's node; unlabelled after the time-out).
     outcome_source: str = "simulator"
     outcome_timeout_s: float = 20.0

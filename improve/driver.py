@@ -22,7 +22,13 @@ from rich.console import Console
 from actors.robot_actor import ActorSettings, launch_robot_actors
 from actors.weights import pack_checkpoint
 from checkpoints import version_dir
-from improve.collection import arm_utilisation, collect, committed_episodes, episode_metrics
+from improve.collection import (
+    RolloutStream,
+    arm_utilisation,
+    collect,
+    committed_episodes,
+    episode_metrics,
+)
 from improve.config import VivarlConfig
 from improve.evaluation import evaluation_seeds, paired_comparison, promote
 from improve.monitor import RoundMonitor
@@ -71,6 +77,8 @@ class RoundDriver:
         self._control_hz = 10.0
         # Arms set aside during the stage running now: arm -> "<purpose>: <reason>".
         self._set_aside: dict[str, str] = {}
+        # loop.mode=continual: the next round's rollouts, collected while this round's learners work.
+        self._rollouts_ahead: RolloutStream | None = None
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> RunState:
@@ -91,8 +99,13 @@ class RoundDriver:
                     if self.state.is_done(round_index, stage):
                         continue
                     self._set_aside = {}
+                    self._schedule_rollouts_ahead(round_index, stage)
+                    outputs = self.state.round_outputs(round_index)
+                    outputs.setdefault("started_at", time.time())
                     with stage_timer(self.console, round_index, stage) as timer:
                         outputs = getattr(self, f"_stage_{stage}")(round_index)
+                    if stage == "deploy":
+                        outputs["ended_at"] = time.time()
                     if self._set_aside:
                         # Which arm sat out which stage, and why: the round table and W&B show it.
                         previous = self.state.round_outputs(round_index).get("arms_set_aside", {})
@@ -101,9 +114,40 @@ class RoundDriver:
                     self.state.save(self.run_dir)
                 self._report_round(round_index)
         finally:
+            self._stop_rollouts_ahead()
             if self.monitor is not None:
                 self.monitor.finish()
         return self.state
+
+    # -- the arms while the learners work ---------------------------------------------------------------------
+    def _schedule_rollouts_ahead(self, r: int, stage: str) -> None:
+        """loop.mode=continual: while round r's learners refit, label and train (r >= 1, with a policy deployed),
+        the arms collect round r+1's rollouts with it; they stop for the stages that need the arms (evaluate,
+        deploy, collect). In the pipeline mode the arms wait."""
+        learning = stage in ("refit_value", "label_advantages", "train_policy")
+        if self.config.loop.mode != "continual" or not learning:
+            self._stop_rollouts_ahead()
+            return
+        if self._rollouts_ahead is not None or not 1 <= r < self.config.loop.rounds or self._deployed is None:
+            return
+        loop = self.config.loop
+        self._rollouts_ahead = RolloutStream(
+            ReplayStore.open(self.config.store_url),
+            self.actors,
+            round_index=r + 1,
+            limit=loop.rollouts_ahead or loop.episodes_per_round,
+            seed_base=loop.training_seed_base(r + 1),
+            episode_deadline_s=loop.episode_deadline_s,
+        ).start()
+        self.console.print(f"round {r + 1}'s rollouts: collecting ahead while round {r}'s learners work")
+
+    def _stop_rollouts_ahead(self) -> None:
+        if self._rollouts_ahead is None:
+            return
+        stream, self._rollouts_ahead = self._rollouts_ahead, None
+        episodes = stream.stop()
+        left = "".join(f"; arm {arm} left it: {why}" for arm, why in sorted(stream.left.items()))
+        self.console.print(f"round {stream.round_index}'s rollouts collected ahead: {episodes}{left}")
 
     # -- stages ---------------------------------------------------------------------------------------------
     def _stage_collect(self, r: int) -> dict[str, Any]:
@@ -131,10 +175,12 @@ class RoundDriver:
             outputs["backbone"] = self._learner_answer(
                 self.value_learner.pretrain_backbone.remote(self._backbone_config()), "backbone pretraining"
             )
-        version = int(self._learner_answer(self.value_learner.refit.remote(r), "value refit"))
+        version = int(
+            self._learner_answer(self.value_learner.refit.remote(r, up_to_round=True), "value refit")
+        )
         # Values are written for the training episodes (which labelling reads) and, by the quality check, for
         # the held-out ones it judges on; the other evaluation episodes are never labelled.
-        training = EpisodeFilter(purposes=TRAINING_PURPOSES).to_dict()
+        training = self._training_episodes(r).to_dict()
         quality = self._learner_answer(
             self.value_learner.quality.remote(version, asdict(self.config.loop.value_floor)),
             "value quality check",
@@ -174,9 +220,7 @@ class RoundDriver:
         # N in steps, or "episode": a learned value's advantages look to the end of the episode (A = G_t - V_t).
         horizon = "episode" if looks_to_episode_end(labelling) else labelling.horizon
         # Evaluation episodes are measurements of a policy, not training data.
-        report = label_store(
-            self._store(), labelling, EpisodeFilter(purposes=TRAINING_PURPOSES), log=log.info
-        )
+        report = label_store(self._store(), labelling, self._training_episodes(r), log=log.info)
         if report.unlabelled:
             self.console.print(
                 f"[yellow]labelling left out {report.unlabelled} unlabelled episodes: give their outcomes on the "
@@ -270,6 +314,12 @@ class RoundDriver:
         return {**deployed, "gate": gate}
 
     # -- helpers --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _training_episodes(r: int) -> EpisodeFilter:
+        """Round r's training data: demonstrations and rollouts of rounds 0-r (evaluation episodes are measurements
+        of a policy, not training data; rollouts collected ahead for round r+1 wait for their round)."""
+        return EpisodeFilter(purposes=TRAINING_PURPOSES, rounds=tuple(range(r + 1)))
+
     def _collect(
         self,
         r: int,
@@ -415,9 +465,9 @@ class RoundDriver:
         quality = outputs.get("value_quality") or {}
         metrics |= {f"value/{k}": float(v) for k, v in quality.items() if isinstance(v, int | float)}
         metrics |= {f"time/{k}_s": v for k, v in self.state.stage_seconds.get(str(r), {}).items()}
-        round_episodes = [rec for rec in store.records().values() if rec.meta.round == r]
-        wall = sum(self.state.stage_seconds.get(str(r), {}).values())
-        utilisation = arm_utilisation(round_episodes, sorted(self.config.robots), wall)
+        utilisation = arm_utilisation(
+            list(store.records().values()), sorted(self.config.robots), self._window(r)
+        )
         metrics |= {f"arms/utilisation_{arm}": share for arm, share in utilisation.items()}
         outputs["metrics"] = metrics
         self.state.save(self.run_dir)
@@ -444,6 +494,16 @@ class RoundDriver:
                 "policy/version": float(outputs.get("policy_version", -1)),
             }
             self.monitor.log_round(r, {**metrics, **per_round}, **media)
+
+    def _window(self, r: int) -> tuple[float, float]:
+        """Round r's wall-clock span (epoch seconds): from its first stage's start to its deploy's end. A run
+        from before the span was recorded: its first episode's start plus the stages' time."""
+        outputs = self.state.round_outputs(r)
+        if "started_at" in outputs and "ended_at" in outputs:
+            return outputs["started_at"], outputs["ended_at"]
+        starts = [rec.meta.start_time for rec in self._store().records().values() if rec.meta.round == r]
+        start = min(starts, default=0.0)
+        return start, start + sum(self.state.stage_seconds.get(str(r), {}).values())
 
     def _per_arm_metrics(self, r: int, hz: float) -> dict[str, float]:
         records = [

@@ -36,6 +36,17 @@ def check_config(config: VivarlConfig) -> None:
             f"evaluation seeds [{loop.eval_seed_base}, {eval_high}) overlap the training episodes' seeds "
             f"[{train_low}, {train_high}) of loop.seed={loop.seed}: move loop.eval_seed_base outside them"
         )
+    if loop.mode not in ("pipeline", "continual"):
+        raise PreflightError(f"loop.mode must be 'pipeline' or 'continual', got {loop.mode!r}")
+    from improve.collection import STREAM_SEED_OFFSET
+
+    if loop.mode == "continual" and loop.max_collect_attempts * SEEDS_PER_ATTEMPT > STREAM_SEED_OFFSET:
+        raise PreflightError(
+            f"loop.max_collect_attempts={loop.max_collect_attempts} would draw seeds from the rollouts collected "
+            f"ahead (loop.mode=continual); use at most {STREAM_SEED_OFFSET // SEEDS_PER_ATTEMPT}"
+        )
+    if loop.rollouts_ahead < 0:
+        raise PreflightError(f"loop.rollouts_ahead must be >= 0, got {loop.rollouts_ahead}")
     if loop.policy_start not in ("deployed", "scratch"):
         raise PreflightError(f"loop.policy_start must be 'deployed' or 'scratch', got {loop.policy_start!r}")
     if loop.outcome_source not in ("simulator", "operator"):

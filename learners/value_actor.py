@@ -49,7 +49,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     learner = ValueLearner(
         config, ValueModelConfig.from_dict(loop_config["model"]), rank=rank, wrap_loss=wrap
     )
-    version = learner.refit(int(loop_config["round"]))
+    version = learner.refit(int(loop_config["round"]), bool(loop_config.get("up_to_round", False)))
     checkpoint = None
     if rank == 0:
         checkpoint = ray.train.Checkpoint.from_directory(str(version_dir(config.checkpoint_root, version)))
@@ -57,7 +57,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
 
 def refit_with_torch_trainer(
-    config: ValueLearnerConfig, model_config: ValueModelConfig, round_index: int, use_gpu: bool
+    config: ValueLearnerConfig,
+    model_config: ValueModelConfig,
+    round_index: int,
+    use_gpu: bool,
+    up_to_round: bool = False,
 ) -> int:
     """Run one refit as a Ray Train job of ``config.train_workers`` workers; returns the published version."""
     from ray.train import RunConfig, ScalingConfig
@@ -66,7 +70,12 @@ def refit_with_torch_trainer(
     resources = {"GPU": config.gpus_per_worker} if use_gpu else {"CPU": 1}
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"learner": asdict(config), "model": model_config.to_dict(), "round": round_index},
+        train_loop_config={
+            "learner": asdict(config),
+            "model": model_config.to_dict(),
+            "round": round_index,
+            "up_to_round": up_to_round,
+        },
         scaling_config=ScalingConfig(
             num_workers=config.train_workers, use_gpu=use_gpu, resources_per_worker=resources
         ),
@@ -106,11 +115,13 @@ class ValueLearnerActor:
         self._continual_versions: list[int] = []
         self._continual_error: BaseException | None = None
 
-    def refit(self, round_index: int) -> int:
+    def refit(self, round_index: int, up_to_round: bool = False) -> int:
         with self._busy:
             if self.config.distributed != "none":
-                return refit_with_torch_trainer(self.config, self.model_config, round_index, self.use_gpu)
-            return self.learner.refit(round_index)
+                return refit_with_torch_trainer(
+                    self.config, self.model_config, round_index, self.use_gpu, up_to_round
+                )
+            return self.learner.refit(round_index, up_to_round)
 
     def label(self, version: int | None = None, episode_filter: dict[str, Any] | None = None) -> int:
         """Label every committed episode, or those an ``EpisodeFilter.to_dict()`` accepts."""

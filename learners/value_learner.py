@@ -221,14 +221,16 @@ def check_model_fits_store(model_config: ValueModelConfig, store: ReplayStore) -
         )
 
 
-def labelled_filter(holdout_fraction: float = 0.0) -> EpisodeFilter:
+def labelled_filter(holdout_fraction: float = 0.0, up_to_round: int | None = None) -> EpisodeFilter:
     """The episodes a value model trains on: labelled (unlabelled ones have no target), not evaluation episodes,
-    and not the held-out split its quality is judged on (``learners.value_quality``)."""
+    and not the held-out split its quality is judged on (``learners.value_quality``); with ``up_to_round``, only
+    rounds 0 to it (a round's refit, while the arms may already record the next round's rollouts)."""
     return EpisodeFilter(
         outcomes=(Outcome.SUCCESS, Outcome.FAILURE),
         purposes=TRAINING_PURPOSES,
         split="train",
         holdout_fraction=holdout_fraction,
+        rounds=None if up_to_round is None else tuple(range(up_to_round + 1)),
     )
 
 
@@ -391,9 +393,14 @@ class ValueLearner:
         return torch.load(self.state_path, map_location="cpu", weights_only=False)
 
     def _start_run(
-        self, mode: str, round_index: int, total_steps: int | None, saved: dict[str, Any] | None
+        self,
+        mode: str,
+        round_index: int,
+        total_steps: int | None,
+        saved: dict[str, Any] | None,
+        up_to_round: int | None = None,
     ) -> TrainingRun:
-        index = FrameIndex(self.store, labelled_filter(self.config.holdout_fraction))
+        index = FrameIndex(self.store, labelled_filter(self.config.holdout_fraction, up_to_round))
         if saved is not None:
             model = self.model_factory(ValueModelConfig.from_dict(saved["model_config"])).to(self.device)
             run = TrainingRun(self, model, index, mode, round_index, total_steps, saved["target_version"])
@@ -413,8 +420,10 @@ class ValueLearner:
 
     # ---- the two modes -----------------------------------------------------------------------------------------------
 
-    def refit(self, round_index: int) -> int:
+    def refit(self, round_index: int, up_to_round: bool = False) -> int:
         """Fit a value model on every labelled episode so far and publish it; returns the version number.
+        ``up_to_round``: only on episodes of rounds 0 to ``round_index`` (the round driver's refit, while its arms
+        may already record the next round's rollouts).
 
         Resumes an interrupted refit of the same round from its last training checkpoint; calling it again for a
         round already published returns that version without retraining."""
@@ -429,7 +438,7 @@ class ValueLearner:
             steps = int(saved["total_steps"]) if "total_steps" in saved else steps
         elif self.config.warm_start and self.config.warm_start_steps and self.latest_version() is not None:
             steps = self.config.warm_start_steps
-        run = self._start_run("refit", round_index, steps, saved)
+        run = self._start_run("refit", round_index, steps, saved, round_index if up_to_round else None)
         self.model = run.model
         run.train(steps)
         version = run.publish(run.target_version)

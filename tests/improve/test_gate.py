@@ -83,9 +83,10 @@ def test_arm_utilisation_is_the_share_of_wall_time_each_arm_spent_in_episodes():
         return SimpleNamespace(meta=SimpleNamespace(robot_id=arm, start_time=start, end_time=end))
 
     records = [record("a", 0.0, 30.0), record("a", 40.0, 70.0), record("b", 0.0, 10.0), record("gone", 0, 99)]
-    shares = arm_utilisation(records, ["a", "b", "c"], wall_seconds=100.0)
-    assert shares == pytest.approx({"a": 0.6, "b": 0.1, "c": 0.0, "mean": 0.7 / 3})
-    assert arm_utilisation(records, ["a"], wall_seconds=0.0) == {}
+    records += [record("b", -50.0, -1.0), record("b", 95.0, 120.0)]  # before the window; half inside it
+    shares = arm_utilisation(records, ["a", "b", "c"], window=(0.0, 100.0))
+    assert shares == pytest.approx({"a": 0.6, "b": 0.15, "c": 0.0, "mean": 0.75 / 3})
+    assert arm_utilisation(records, ["a"], window=(5.0, 5.0)) == {}
 
 
 def test_a_learner_call_past_its_deadline_stops_the_run_naming_it(tmp_path):
@@ -116,6 +117,9 @@ def test_an_arm_call_past_its_deadline_stops_the_run_naming_the_arm(tmp_path):
         def __init__(self, hangs: bool) -> None:
             self.hangs = hangs
 
+        def ready(self) -> bool:
+            return True
+
         def set_policy(self, packed, load_now=False):
             if self.hangs:
                 time.sleep(3600)
@@ -126,6 +130,7 @@ def test_an_arm_call_past_its_deadline_stops_the_run_naming_the_arm(tmp_path):
         config = compose_config(f"run_dir={tmp_path / 'run'}", "loop.arm_call_deadline_s=2")
         driver = RoundDriver(config)
         driver.actors = {"sim0": Arm.remote(False), "sim1": Arm.remote(True)}
+        ray.get([arm.ready.remote() for arm in driver.actors.values()])  # both started: only sim1 is slow
         with pytest.raises(
             RuntimeError, match=r"arm\(s\) sim1 gave no answer within 2 s .* while loading a policy"
         ):

@@ -123,3 +123,28 @@ def test_a_value_model_the_arms_cannot_feed_is_refused_before_any_episode(tmp_pa
     assert "state_dim is 7" in out and "9 state values" in out, out[-3000:]
     store = tmp_path / "run" / "replay"
     assert not (store / "store.json").exists() or ReplayStore.open(str(store)).episode_ids() == []
+
+
+def test_continual_mode_collects_the_next_rounds_rollouts_while_the_learners_work(tmp_path):
+    """loop.mode=continual: round 2's rollouts are recorded during round 1's learner stages, with the policy
+    deployed then, and round 1's value and labels leave them out; the counts stay exact."""
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, "loop.rounds=2", "loop.mode=continual", "valuemodel=static")
+    out, _ = proc.communicate(timeout=1200)
+    assert proc.returncode == 0, out
+    assert "round 2's rollouts: collecting ahead while round 1's learners work" in out
+    state = RunState.load(run_dir)
+    store = ReplayStore.open(str(run_dir / "replay"))
+    ahead = committed_episodes(store, 2, "rollout")
+    assert len(ahead) == 3 and len(committed_episodes(store, 1, "rollout")) == 3
+    round1 = state.rounds["1"]
+    # Recorded before round 1's evaluation began, so by the policy deployed in round 0, from the stream's seeds.
+    evaluation_started = min(r.meta.start_time for r in committed_episodes(store, 1, "eval"))
+    assert all(r.meta.end_time <= evaluation_started for r in ahead)
+    assert {r.meta.policy_version for r in ahead} == {state.rounds["0"]["deployed"]}
+    base = 2 * 100_000 + 50_000  # loop.training_seed_base(2) + STREAM_SEED_OFFSET
+    assert sorted(r.meta.seed for r in ahead) == [base, base + 1, base + 2]
+    # Round 1 labelled its own data only; round 2's rollouts got their labels in round 2.
+    labelled_in_1 = store.derived_episode_ids("indicator", round1["labelling_run"])
+    assert labelled_in_1 and not {r.meta.episode_id for r in ahead} & labelled_in_1
+    assert round1["metrics"]["arms/utilisation_mean"] > 0

@@ -55,6 +55,23 @@ def add_episode(store: ReplayStore, seed: int, kind: str = "expert") -> str:
     )
 
 
+def test_a_rounds_refit_leaves_out_the_next_rounds_rollouts_recorded_meanwhile(store, tmp_path):
+    """loop.mode=continual: the arms record round 1's rollouts while round 0's value refits."""
+    ahead = write_synthetic_episode(
+        store, make_episode(np.random.default_rng(3), "expert", image_size=32, length_range=(30, 40)),
+        task="synthetic", round_index=1,
+    )  # fmt: skip
+    learner = ValueLearner(learner_config(store, tmp_path / "ckpt"), model_config("static"))
+    version = learner.refit(0, up_to_round=True)
+    assert load_norm_stats(version_dir(tmp_path / "ckpt", version))["provenance"]["episodes"] == len(KINDS)
+    assert store.record(ahead).meta.round == 1
+    assert learner.refit(1) == version + 1  # without the limit: every labelled episode
+    assert (
+        load_norm_stats(version_dir(tmp_path / "ckpt", version + 1))["provenance"]["episodes"]
+        == len(KINDS) + 1
+    )
+
+
 @pytest.mark.parametrize("kind", ["viva", "wvm", "static"])
 def test_refit_publishes_increasing_versions_and_labels_every_episode(store, tmp_path, kind):
     learner = ValueLearner(learner_config(store, tmp_path / "ckpt"), model_config(kind))
