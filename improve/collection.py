@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from replay import EpisodeFilter, FrameIndex, Outcome, ReplayStore
 
 log = logging.getLogger(__name__)
@@ -224,6 +226,35 @@ def arm_utilisation(records: list[Any], arms: list[str], window: tuple[float, fl
             busy[record.meta.robot_id] += max(overlap, 0.0)
     shares = {arm: min(seconds / (end - start), 1.0) for arm, seconds in busy.items()}
     return {**shares, "mean": sum(shares.values()) / len(shares)}
+
+
+def staleness(records: list[Any], state: Any, r: int) -> dict[str, float]:
+    """How long data and weights waited in round r (seconds; missing when not measurable):
+
+    - ``label_s``: the median time from a training episode's commit to the labelling that first took it in
+      (round r's labelling takes round r's rollouts, or demonstrations in round 0);
+    - ``policy_first_use_s``: from the end of the previous round's policy training to the first rollout an arm
+      ran with that version (measured in the round that collects with it; missing when the gate kept the old one).
+    """
+    outputs = state.round_outputs(r)
+    out: dict[str, float] = {}
+    purpose = "demo" if r == 0 else "rollout"
+    labelled_at = outputs.get("labelled_at")
+    ends = [x.meta.end_time for x in records if x.meta.round == r and x.meta.purpose == purpose]
+    if labelled_at is not None and ends:
+        out["label_s"] = float(np.median([labelled_at - end for end in ends]))
+    previous = state.round_outputs(r - 1) if r > 0 else {}
+    trained_at, version = previous.get("trained_at"), previous.get("policy_version")
+    if trained_at is not None and version is not None:
+        name = f"v{int(version):06d}"
+        starts = [
+            x.meta.start_time
+            for x in records
+            if x.meta.policy_version == name and x.meta.purpose == "rollout"
+        ]
+        if starts:
+            out["policy_first_use_s"] = float(min(starts) - trained_at)
+    return out
 
 
 def _first_line(err: BaseException) -> str:

@@ -228,6 +228,7 @@ class RoundDriver:
             )
         return {
             "labelling_run": run,
+            "labelled_at": time.time(),
             "value_key": value_key,
             "advantage_horizon": horizon,
             "positive_fraction": report.positive_fraction,
@@ -255,6 +256,7 @@ class RoundDriver:
             "policy_data_wait_fraction": result["data_wait_fraction"],
             "policy_started_from": start_from,
             "retrained": True,
+            "trained_at": time.time(),
         }
 
     def _stage_evaluate(self, r: int) -> dict[str, Any]:

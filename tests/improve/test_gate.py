@@ -139,3 +139,28 @@ def test_an_arm_call_past_its_deadline_stops_the_run_naming_the_arm(tmp_path):
         driver._send("weights")  # the healthy arm answers at once
     finally:
         ray.shutdown()
+
+
+def test_staleness_is_commit_to_label_and_training_to_first_rollout():
+    from types import SimpleNamespace
+
+    from improve.collection import staleness
+
+    def record(round_, purpose, version, start, end):
+        meta = SimpleNamespace(
+            round=round_, purpose=purpose, policy_version=version, start_time=start, end_time=end
+        )
+        return SimpleNamespace(meta=meta)
+
+    state = RunState(run_name="r", config_fingerprint="f")
+    state.round_outputs(0).update(trained_at=100.0, policy_version=0)
+    state.round_outputs(1).update(labelled_at=200.0, trained_at=300.0, policy_version=1)
+    records = [
+        record(0, "demo", "demo", 0.0, 10.0),
+        record(1, "rollout", "v000000", 120.0, 150.0),  # waited 50 s for its label
+        record(1, "rollout", "v000000", 110.0, 170.0),  # 30 s
+        record(1, "rollout", "v000000", 160.0, 190.0),  # 10 s
+        record(0, "eval", "v000000", 101.0, 105.0),  # an evaluation is no use on the arms' rollouts
+    ]
+    assert staleness(records, state, 1) == pytest.approx({"label_s": 30.0, "policy_first_use_s": 10.0})
+    assert staleness(records, state, 0) == {}  # round 0 was never labelled here

@@ -148,3 +148,5 @@ def test_continual_mode_collects_the_next_rounds_rollouts_while_the_learners_wor
     labelled_in_1 = store.derived_episode_ids("indicator", round1["labelling_run"])
     assert labelled_in_1 and not {r.meta.episode_id for r in ahead} & labelled_in_1
     assert round1["metrics"]["arms/utilisation_mean"] > 0
+    # Round 2's rollouts waited for their labels through round 1's evaluation and round 2's collect stage.
+    assert state.rounds["2"]["metrics"]["staleness/label_s"] > 0

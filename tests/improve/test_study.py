@@ -172,10 +172,10 @@ def test_the_default_variants_compose_as_main_command_runs(tmp_path):
     """The overrides in configs/study.yaml must all be keys the main command knows (loop.eval_seed_base and
     loop.retrain_policy included)."""
     study = compose_study(f"study.dir={tmp_path}", "study.variants=[recap_viva,recap_static,recap_progress,"
-                          "bc_corrections,no_retrain,recap_viva_cfg]")  # fmt: skip
+                          "bc_corrections,no_retrain,recap_viva_cfg,recap_viva_continual]")  # fmt: skip
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
         runs = plan_runs(study, compose_loop)
-    assert len(runs) == 18 and all(run.loop.rounds >= 1 for run in runs)
+    assert len(runs) == 21 and all(run.loop.rounds >= 1 for run in runs)
 
 
 def fake_runner(calls: list, returncode: int = 0, finish: bool = True, before=lambda: None):
