@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     learner = ValueLearner(
         config, ValueModelConfig.from_dict(loop_config["model"]), rank=rank, wrap_loss=wrap
     )
-    version = learner.refit(int(loop_config["round"]), bool(loop_config.get("up_to_round", False)))
+    # Rank 0 logs the refit's loss curve to W&B, as the single-process learner does (the ranks' losses agree
+    # up to their shards of the batch).
+    telemetry = loop_config.get("telemetry") if rank == 0 else None
+    run = RoleRun(telemetry, {"learner": loop_config["learner"], "workers": config.train_workers})
+    learner.on_metrics = run.log
+    try:
+        version = learner.refit(int(loop_config["round"]), bool(loop_config.get("up_to_round", False)))
+    finally:
+        run.finish()
     checkpoint = None
     if rank == 0:
         checkpoint = ray.train.Checkpoint.from_directory(str(version_dir(config.checkpoint_root, version)))
@@ -62,8 +70,10 @@ def refit_with_torch_trainer(
     round_index: int,
     use_gpu: bool,
     up_to_round: bool = False,
+    telemetry: RunTelemetry | None = None,
 ) -> int:
-    """Run one refit as a Ray Train job of ``config.train_workers`` workers; returns the published version."""
+    """Run one refit as a Ray Train job of ``config.train_workers`` workers; returns the published version. With
+    ``telemetry``, rank 0 logs the refit to its own W&B run (member ``refit-r<round>``) in the run's group."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -75,6 +85,7 @@ def refit_with_torch_trainer(
             "model": model_config.to_dict(),
             "round": round_index,
             "up_to_round": up_to_round,
+            "telemetry": None if telemetry is None else replace(telemetry, member=f"refit-r{round_index}"),
         },
         scaling_config=ScalingConfig(
             num_workers=config.train_workers, use_gpu=use_gpu, resources_per_worker=resources
@@ -107,6 +118,7 @@ class ValueLearnerActor:
         self.use_gpu = use_gpu
         self.learner = ValueLearner(self.config, self.model_config)
         # The value learner's own W&B run: loss, learning rate and data wait per logged step, each version.
+        self.telemetry = telemetry
         self.wandb = RoleRun(telemetry, {"learner": config, "model": model_config})
         self.learner.on_metrics = self.wandb.log
         self._busy = threading.Lock()
@@ -119,7 +131,7 @@ class ValueLearnerActor:
         with self._busy:
             if self.config.distributed != "none":
                 return refit_with_torch_trainer(
-                    self.config, self.model_config, round_index, self.use_gpu, up_to_round
+                    self.config, self.model_config, round_index, self.use_gpu, up_to_round, self.telemetry
                 )
             return self.learner.refit(round_index, up_to_round)
 

@@ -57,8 +57,14 @@ def test_actor_refits_labels_and_runs_continual(local_ray, tmp_path):
 def test_torch_trainer_refit_on_one_cpu_worker(local_ray, tmp_path):
     from learners.value_actor import refit_with_torch_trainer
 
+    from telemetry import RunTelemetry, WandbConfig
+
     config, model = configs(tmp_path, distributed="ddp", train_workers=1)
-    assert refit_with_torch_trainer(config, model, round_index=0, use_gpu=False) == 1
+    telemetry = RunTelemetry(WandbConfig(mode="offline"), "night", str(tmp_path / "run"), "value_learner")
+    assert refit_with_torch_trainer(config, model, round_index=0, use_gpu=False, telemetry=telemetry) == 1
+    # Rank 0 logged the refit's curve to its own offline W&B run in the run's folder.
+    (logged,) = (tmp_path / "run" / "wandb").glob("offline-run-*-night-value_learner-refit-r0")
+    assert any(f.suffix == ".wandb" and f.stat().st_size > 0 for f in logged.iterdir())
     assert list_versions(tmp_path / "ckpt") == [1]
     assert load_norm_stats(tmp_path / "ckpt")["provenance"]["steps"] == config.steps
     assert np.isfinite(load_norm_stats(tmp_path / "ckpt")["provenance"]["frames"])
