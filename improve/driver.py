@@ -28,6 +28,7 @@ from improve.collection import (
     collect,
     committed_episodes,
     episode_metrics,
+    staleness,
 )
 from improve.config import VivarlConfig
 from improve.evaluation import evaluation_seeds, paired_comparison, promote
@@ -467,10 +468,10 @@ class RoundDriver:
         quality = outputs.get("value_quality") or {}
         metrics |= {f"value/{k}": float(v) for k, v in quality.items() if isinstance(v, int | float)}
         metrics |= {f"time/{k}_s": v for k, v in self.state.stage_seconds.get(str(r), {}).items()}
-        utilisation = arm_utilisation(
-            list(store.records().values()), sorted(self.config.robots), self._window(r)
-        )
+        records = list(store.records().values())
+        utilisation = arm_utilisation(records, sorted(self.config.robots), self._window(r))
         metrics |= {f"arms/utilisation_{arm}": share for arm, share in utilisation.items()}
+        metrics |= {f"staleness/{k}": v for k, v in staleness(records, self.state, r).items()}
         outputs["metrics"] = metrics
         self.state.save(self.run_dir)
         self.console.print(round_table(self.state))

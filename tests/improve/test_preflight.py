@@ -26,6 +26,12 @@ def test_a_good_config_passes():
         (["valuemodel.cameras=[front,ceiling,wrist]"], r"valuemodel.cameras wants \[.ceiling.\]"),
         (["value_learner.store_url=/elsewhere"], "must be the run's store_url"),
         (["loop.seed=100", "loop.eval_seed_base=1000000050"], "overlap the training episodes' seeds"),
+        (["loop.mode=overnight"], "loop.mode must be 'pipeline' or 'continual'"),
+        (
+            ["loop.mode=continual", "loop.max_collect_attempts=6"],
+            "would draw seeds from the rollouts collected ahead",
+        ),
+        (["loop.rollouts_ahead=-1"], "loop.rollouts_ahead must be >= 0"),
     ],
 )
 def test_bad_configs_are_refused_with_the_fix(overrides, message):

@@ -56,7 +56,6 @@ def test_actor_refits_labels_and_runs_continual(local_ray, tmp_path):
 @pytest.mark.slow
 def test_torch_trainer_refit_on_one_cpu_worker(local_ray, tmp_path):
     from learners.value_actor import refit_with_torch_trainer
-
     from telemetry import RunTelemetry, WandbConfig
 
     config, model = configs(tmp_path, distributed="ddp", train_workers=1)
