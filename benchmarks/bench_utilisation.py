@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +45,9 @@ VIVARL = str(Path(sys.executable).with_name("vivarl"))
 
 def run_mode(out: Path, mode: str, overrides: list[str]) -> dict[str, float]:
     run_dir = out / mode
+    if run_dir.exists():
+        # A finished run would only be resumed: its wall time would be the resume's, not the run's.
+        shutil.rmtree(run_dir)
     env = {**os.environ, "WANDB_MODE": "offline", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     started = time.monotonic()
     with open(out / f"{mode}.log", "w") as log:

@@ -302,6 +302,8 @@ class RolloutStream:
         self._thread: threading.Thread | None = None
         self.episodes = 0
         self.left: dict[str, str] = {}
+        self.error: Exception | None = None
+        self._pending: dict[Any, tuple[str, float]] = {}
 
     def start(self) -> RolloutStream:
         self._thread = threading.Thread(target=self._run, name=f"rollouts-r{self.round_index}", daemon=True)
@@ -309,49 +311,63 @@ class RolloutStream:
         return self
 
     def stop(self) -> int:
-        """Stop asking for episodes, wait for those under way, and return how many the stream committed."""
+        """Stop asking for episodes, wait for those under way, and return how many the stream committed. An error
+        that ended the stream early is logged and kept in ``error``; the arms are free either way."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
         return self.episodes
 
     def _run(self) -> None:
+        try:
+            have = len(committed_episodes(self.store, self.round_index, "rollout"))
+            for arm in sorted(self.actors):
+                if have + len(self._pending) < self.limit:
+                    self._ask(arm)
+            while self._pending:
+                arm = self._await_one()
+                if arm is None:
+                    continue
+                have = len(committed_episodes(self.store, self.round_index, "rollout"))
+                if not self._stopping.is_set() and have + len(self._pending) < self.limit:
+                    self._ask(arm)
+        except Exception as exc:  # noqa: BLE001 - a stream that fails must still hand the arms back
+            self.error = exc
+            log.error("round %d's rollouts ahead stopped early: %s", self.round_index, exc)
+            self._stopping.set()
+            while self._pending:
+                try:
+                    self._await_one()
+                except Exception as again:  # noqa: BLE001 - keep draining: the arms must be free on return
+                    log.error("round %d's rollouts ahead: %s", self.round_index, again)
+                    self._pending.clear()
+
+    def _ask(self, arm: str) -> None:
+        seed, self._next_seed = self._next_seed, self._next_seed + 1
+        deadline = time.monotonic() + self.episode_deadline_s if self.episode_deadline_s > 0 else math.inf
+        call = self.actors[arm].run_episodes.remote("rollout", self.round_index, [seed])
+        self._pending[call] = (arm, deadline)
+
+    def _await_one(self) -> str | None:
+        """Wait for one call under way; the arm whose episode committed, or None (a hung arm was killed for Ray to
+        restart, or an arm's call failed and it left the stream)."""
         import ray
 
-        pending: dict[Any, tuple[str, float]] = {}
-
-        def ask(arm: str) -> None:
-            seed, self._next_seed = self._next_seed, self._next_seed + 1
-            deadline = time.monotonic() + self.episode_deadline_s if self.episode_deadline_s > 0 else math.inf
-            pending[self.actors[arm].run_episodes.remote("rollout", self.round_index, [seed])] = (
-                arm,
-                deadline,
-            )
-
-        have = len(committed_episodes(self.store, self.round_index, "rollout"))
-        for arm in sorted(self.actors):
-            if have + len(pending) < self.limit:
-                ask(arm)
-        while pending:
-            soonest = min(deadline for _, deadline in pending.values())
-            timeout = None if soonest == math.inf else max(soonest - time.monotonic(), 0.0)
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
-            if not ready:
-                for ref, (arm, deadline) in list(pending.items()):
-                    if deadline <= time.monotonic():
-                        log.error(
-                            "arm %s is hung in round %d's rollouts ahead: restarted", arm, self.round_index
-                        )
-                        ray.kill(self.actors[arm], no_restart=False)
-                        pending[ref] = (arm, math.inf)
-                continue
-            arm, _ = pending.pop(ready[0])
-            try:
-                self.episodes += len(ray.get(ready[0]))
-            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
-                log.warning("arm %s left round %d's rollouts ahead: %s", arm, self.round_index, err)
-                self.left[arm] = _first_line(err)
-                continue
-            have = len(committed_episodes(self.store, self.round_index, "rollout"))
-            if not self._stopping.is_set() and have + len(pending) < self.limit:
-                ask(arm)
+        soonest = min(deadline for _, deadline in self._pending.values())
+        timeout = None if soonest == math.inf else max(soonest - time.monotonic(), 0.0)
+        ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+        if not ready:
+            for ref, (arm, deadline) in list(self._pending.items()):
+                if deadline <= time.monotonic():
+                    log.error("arm %s is hung in round %d's rollouts ahead: restarted", arm, self.round_index)
+                    ray.kill(self.actors[arm], no_restart=False)
+                    self._pending[ref] = (arm, math.inf)
+            return None
+        arm, _ = self._pending.pop(ready[0])
+        try:
+            self.episodes += len(ray.get(ready[0]))
+        except Exception as err:  # noqa: BLE001 - any failure of one arm's call: that arm leaves the stream
+            log.warning("arm %s left round %d's rollouts ahead: %s", arm, self.round_index, err)
+            self.left[arm] = _first_line(err)
+            return None
+        return arm

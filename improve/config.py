@@ -95,6 +95,9 @@ class LoopConfig:
     # An arm's other calls (load a policy or a value model, report its state) that give no answer within this many
     # seconds stop the run with an error naming the arm and the call (resume with the same command). 0: no limit.
     arm_call_deadline_s: float = 600.0
+    # The first call to each arm waits for Ray to place its actor on the arm's node and for the arm to connect
+    # (a node that joins late, a slow camera): this long at most. 0: no limit.
+    arm_startup_deadline_s: float = 3600.0
     # "pipeline": stages one after another, the arms idle while the learners work. "continual": while round r's
     # learners refit, label and train (r >= 1), the arms collect round r+1's rollouts with the deployed policy, so
     # those rollouts ran the policy one round older (see improve.collection.RolloutStream).

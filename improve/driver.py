@@ -148,6 +148,8 @@ class RoundDriver:
         stream, self._rollouts_ahead = self._rollouts_ahead, None
         episodes = stream.stop()
         left = "".join(f"; arm {arm} left it: {why}" for arm, why in sorted(stream.left.items()))
+        if stream.error is not None:
+            left += f"; it stopped early: {stream.error} (the round's collect stage collects what is missing)"
         self.console.print(f"round {stream.round_index}'s rollouts collected ahead: {episodes}{left}")
 
     # -- stages ---------------------------------------------------------------------------------------------
@@ -183,7 +185,7 @@ class RoundDriver:
         # the held-out ones it judges on; the other evaluation episodes are never labelled.
         training = self._training_episodes(r).to_dict()
         quality = self._learner_answer(
-            self.value_learner.quality.remote(version, asdict(self.config.loop.value_floor)),
+            self.value_learner.quality.remote(version, asdict(self.config.loop.value_floor), r),
             "value quality check",
         )
         used = version if quality["passed"] else None
@@ -411,12 +413,12 @@ class RoundDriver:
             "seed": self.config.value_learner.seed,
         }
 
-    def _arm_answers(self, calls: dict[str, Any], what: str) -> list[Any]:
-        """The arms' answers, in order, within ``loop.arm_call_deadline_s``: an arm that does not answer stops the
-        run naming it (an episode batch has its own deadline, ``loop.episode_deadline_s``)."""
+    def _arm_answers(self, calls: dict[str, Any], what: str, deadline: float | None = None) -> list[Any]:
+        """The arms' answers, in order, within ``deadline`` (``loop.arm_call_deadline_s`` by default): an arm that
+        does not answer stops the run naming it (an episode batch has its own, ``loop.episode_deadline_s``)."""
         import ray
 
-        deadline = self.config.loop.arm_call_deadline_s
+        deadline = self.config.loop.arm_call_deadline_s if deadline is None else deadline
         ready, waiting = ray.wait(
             list(calls.values()), num_returns=len(calls), timeout=deadline if deadline > 0 else None
         )
@@ -425,9 +427,10 @@ class RoundDriver:
             for ref in waiting:
                 ray.cancel(ref)
             raise RuntimeError(
-                f"arm(s) {', '.join(silent)} gave no answer within {deadline:g} s (loop.arm_call_deadline_s) while "
+                f"arm(s) {', '.join(silent)} gave no answer within {deadline:g} s while "
                 f"{what}: check the arm's node and its actor's log (`ray logs`), then run the same command to "
-                "resume (raise loop.arm_call_deadline_s if it is only slow)"
+                "resume (raise loop.arm_call_deadline_s, or loop.arm_startup_deadline_s at start-up, if it is "
+                "only slow)"
             )
         return ray.get(list(calls.values()))
 
@@ -592,7 +595,9 @@ class RoundDriver:
 
         # The first arm creates the store; learners open it after that.
         infos = self._arm_answers(
-            {name: actor.info.remote() for name, actor in self.actors.items()}, "starting up"
+            {name: actor.info.remote() for name, actor in self.actors.items()},
+            "starting up",
+            self.config.loop.arm_startup_deadline_s,
         )
         for name, info in zip(self.actors, infos, strict=True):
             if info.get("console_url"):

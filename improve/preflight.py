@@ -45,8 +45,9 @@ def check_config(config: VivarlConfig) -> None:
             f"loop.max_collect_attempts={loop.max_collect_attempts} would draw seeds from the rollouts collected "
             f"ahead (loop.mode=continual); use at most {STREAM_SEED_OFFSET // SEEDS_PER_ATTEMPT}"
         )
-    if loop.rollouts_ahead < 0:
-        raise PreflightError(f"loop.rollouts_ahead must be >= 0, got {loop.rollouts_ahead}")
+    most = loop.ROUND_STRIDE - STREAM_SEED_OFFSET
+    if not 0 <= loop.rollouts_ahead < most:
+        raise PreflightError(f"loop.rollouts_ahead must be >= 0 and below {most}, got {loop.rollouts_ahead}")
     if loop.policy_start not in ("deployed", "scratch"):
         raise PreflightError(f"loop.policy_start must be 'deployed' or 'scratch', got {loop.policy_start!r}")
     if loop.outcome_source not in ("simulator", "operator"):

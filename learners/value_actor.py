@@ -146,9 +146,9 @@ class ValueLearnerActor:
     def latest_version(self) -> int | None:
         return self.learner.latest_version()
 
-    def quality(self, version: int, floor: dict[str, Any]) -> dict[str, Any]:
+    def quality(self, version: int, floor: dict[str, Any], up_to_round: int | None = None) -> dict[str, Any]:
         with self._busy:
-            return self.learner.quality(version, ValueFloorConfig(**floor)).as_dict()
+            return self.learner.quality(version, ValueFloorConfig(**floor), up_to_round).as_dict()
 
     def pretrain_backbone(self, config: dict[str, Any]) -> dict[str, float]:
         """Pretrain the video backbone on the store's recorded video (no labels) and refit from it from now on;

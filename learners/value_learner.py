@@ -311,10 +311,13 @@ class ValueLearner:
         log.info("labelled %d episodes with value model v%06d (key %s)", len(todo), version, key)
         return len(todo)
 
-    def quality(self, version: int, floor: ValueFloorConfig) -> ValueQuality:
-        """Held-out quality of a labelled ``version`` against ``floor`` (``learners.value_quality``)."""
+    def quality(self, version: int, floor: ValueFloorConfig, up_to_round: int | None = None) -> ValueQuality:
+        """Held-out quality of a labelled ``version`` against ``floor`` (``learners.value_quality``), on rounds 0
+        to ``up_to_round`` only when it is given."""
         stats = ValueDataStats.from_dict(load_norm_stats(version_dir(self.root, version)))
-        records = held_out_episodes(self.store, self.config.holdout_fraction, floor.eval_episodes)
+        records = held_out_episodes(
+            self.store, self.config.holdout_fraction, floor.eval_episodes, up_to_round
+        )
         self.label(version, episode_ids=[r.meta.episode_id for r in records])
         return assess_values(
             self.store,

@@ -68,10 +68,14 @@ class ValueQuality:
         return asdict(self)
 
 
-def held_out_episodes(store: ReplayStore, holdout_fraction: float, eval_episodes: int = 0) -> list:
+def held_out_episodes(
+    store: ReplayStore, holdout_fraction: float, eval_episodes: int = 0, up_to_round: int | None = None
+) -> list:
     """Commit records of labelled episodes no value model trained on: the held-out split of demonstrations and
-    rollouts, and ``eval_episodes`` evaluation episodes of the newest evaluated round (0: every one)."""
+    rollouts, and ``eval_episodes`` evaluation episodes of the newest evaluated round (0: every one); with
+    ``up_to_round``, of rounds 0 to it only (a round's check, while the arms may record the next round)."""
     labelled = (Outcome.SUCCESS, Outcome.FAILURE)
+    rounds = None if up_to_round is None else tuple(range(up_to_round + 1))
 
     def records(episode_filter: EpisodeFilter) -> list:
         index = FrameIndex(store, episode_filter)
@@ -84,9 +88,10 @@ def held_out_episodes(store: ReplayStore, holdout_fraction: float, eval_episodes
             purposes=TRAINING_PURPOSES,
             split="holdout",
             holdout_fraction=holdout_fraction,
+            rounds=rounds,
         )
     )
-    evaluations = records(EpisodeFilter(outcomes=labelled, purposes=("eval",)))
+    evaluations = records(EpisodeFilter(outcomes=labelled, purposes=("eval",), rounds=rounds))
     if evaluations:
         newest = max(r.meta.round for r in evaluations)
         evaluations = sorted(

@@ -31,7 +31,7 @@ def test_a_good_config_passes():
             ["loop.mode=continual", "loop.max_collect_attempts=6"],
             "would draw seeds from the rollouts collected ahead",
         ),
-        (["loop.rollouts_ahead=-1"], "loop.rollouts_ahead must be >= 0"),
+        (["loop.rollouts_ahead=-1"], "loop.rollouts_ahead must be >= 0 and below 50000"),
     ],
 )
 def test_bad_configs_are_refused_with_the_fix(overrides, message):

@@ -84,3 +84,14 @@ def test_stopping_early_lets_the_episodes_under_way_finish(tmp_path, local_ray):
     assert 2 <= episodes < 100
     assert len(committed_episodes(store, 2, "rollout")) == episodes
     assert store.in_flight(stale_after_s=0.0) == []  # nothing torn
+
+
+def test_a_stream_that_fails_hands_the_arms_back_and_says_why(tmp_path, local_ray):
+    url = str(tmp_path / "replay")
+    store = ReplayStore.create(url, synthetic_store_schema(image_size=32))
+    # "z" is no actor at all: asking it fails in the stream's own thread, after arm "a" was asked.
+    arms = {"a": SyntheticArm.remote("a", url, 0.3), "z": object()}
+    running = stream(store, arms, limit=10).start()
+    assert running.stop() == 1  # arm a's episode under way was waited for, and no more asked
+    assert isinstance(running.error, AttributeError)
+    assert len(committed_episodes(store, 2, "rollout")) == 1
