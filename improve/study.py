@@ -77,9 +77,10 @@ class StudyConfig:
     report_only: bool = False
     # Show each run's output on the console as well as in its study.log.
     echo: bool = True
-    # How many runs go at once. A run of the main command keeps about one core busy (its arms, learners and driver
-    # mostly take turns), so 2 on a 2-core machine nearly halves the study's wall time; runs never share a folder,
-    # a store or a seed, so their results do not depend on it.
+    # How many runs go at once. A run of the main command keeps about one core busy most of the time (its arms,
+    # learners and driver mostly take turns), so 2 on a 2-core machine shorten the study (by how much was not
+    # measured on an idle machine); runs never share a folder, a store or a seed, so their results do not depend
+    # on it.
     parallel_runs: int = 1
 
     def validate(self) -> None:
