@@ -28,6 +28,7 @@ __all__ = [
     "publish_version",
     "resolve_version",
     "version_dir",
+    "version_name",
 ]
 
 
@@ -35,10 +36,15 @@ class CheckpointError(FileNotFoundError):
     """A checkpoint directory is missing, incomplete or of an unknown format."""
 
 
-def version_dir(root: str | Path, version: int) -> Path:
+def version_name(version: int) -> str:
+    """A version's folder name, which is also how runs, arms and episodes name the version: ``v000003``."""
     if version < 0:
         raise ValueError(f"version must be >= 0, got {version}")
-    return Path(root) / f"v{version:06d}"
+    return f"v{int(version):06d}"
+
+
+def version_dir(root: str | Path, version: int) -> Path:
+    return Path(root) / version_name(version)
 
 
 def list_versions(root: str | Path, required_files: Sequence[str]) -> list[int]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from checkpoints import version_name
 from replay import EpisodeFilter, FrameIndex, Outcome, ReplayStore
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ def staleness(records: list[Any], state: Any, r: int) -> dict[str, float]:
     previous = state.round_outputs(r - 1) if r > 0 else {}
     trained_at, version = previous.get("trained_at"), previous.get("policy_version")
     if trained_at is not None and version is not None:
-        name = f"v{int(version):06d}"
+        name = version_name(version)
         starts = [
             x.meta.start_time
             for x in records

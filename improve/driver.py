@@ -21,7 +21,7 @@ from rich.console import Console
 
 from actors.robot_actor import ActorSettings, launch_robot_actors
 from actors.weights import pack_checkpoint
-from checkpoints import version_dir
+from checkpoints import version_dir, version_name
 from improve.collection import (
     RolloutStream,
     arm_utilisation,
@@ -56,10 +56,6 @@ def _console() -> Console:
     console = Console()
     # A night's log often goes to a file, where rich would assume 80 columns and fold the round table.
     return console if console.is_terminal else Console(width=max(console.width, 120))
-
-
-def _version_name(version: int) -> str:
-    return f"v{int(version):06d}"
 
 
 class RoundDriver:
@@ -101,8 +97,7 @@ class RoundDriver:
                         continue
                     self._set_aside = {}
                     self._schedule_rollouts_ahead(round_index, stage)
-                    outputs = self.state.round_outputs(round_index)
-                    outputs.setdefault("started_at", time.time())
+                    self.state.round_outputs(round_index).setdefault("started_at", time.time())
                     with stage_timer(self.console, round_index, stage) as timer:
                         outputs = getattr(self, f"_stage_{stage}")(round_index)
                     if stage == "deploy":
@@ -265,7 +260,7 @@ class RoundDriver:
     def _stage_evaluate(self, r: int) -> dict[str, Any]:
         """The round's new policy on the fixed evaluation seeds, before the gate decides whether to deploy it."""
         outputs = self.state.round_outputs(r)
-        candidate = self._pack(outputs["policy_checkpoint"], _version_name(outputs["policy_version"]))
+        candidate = self._pack(outputs["policy_checkpoint"], version_name(outputs["policy_version"]))
         seeds = evaluation_seeds(self.config.loop.eval_seed_base, self.config.loop.eval_episodes)
         records = self._collect(
             r, "eval", len(seeds), seeds=seeds, before_attempt=lambda arms: self._send(candidate, arms)
@@ -287,7 +282,7 @@ class RoundDriver:
         """The promotion gate: deploy the new policy unless, on the same seeds, it is significantly worse than the
         deployed one. A rejected version stays on disk; the arms keep the incumbent."""
         outputs = self.state.round_outputs(r)
-        candidate = _version_name(outputs["policy_version"])
+        candidate = version_name(outputs["policy_version"])
         previous = self.state.latest_round_with("deployed", before=r)
         comparison = None
         if previous is not None:
@@ -363,7 +358,6 @@ class RoundDriver:
     def _send(self, packed: Any, arms: list[str] | None = None) -> None:
         """Give these arms (every arm by default; an arm set aside gets nothing) these weights now (stages run one at
         a time, so no arm is mid-episode); a checkpoint that cannot be loaded fails here, not in the next episode."""
-
         names = list(self.actors) if arms is None else arms
         calls = {name: self.actors[name].set_policy.remote(packed, load_now=True) for name in names}
         self._arm_answers(calls, "loading a policy")
@@ -472,7 +466,7 @@ class RoundDriver:
         metrics |= {f"value/{k}": float(v) for k, v in quality.items() if isinstance(v, int | float)}
         metrics |= {f"time/{k}_s": v for k, v in self.state.stage_seconds.get(str(r), {}).items()}
         records = list(store.records().values())
-        utilisation = arm_utilisation(records, sorted(self.config.robots), self._window(r))
+        utilisation = arm_utilisation(records, sorted(self.config.robots), self._window(r, records))
         metrics |= {f"arms/utilisation_{arm}": share for arm, share in utilisation.items()}
         metrics |= {f"staleness/{k}": v for k, v in staleness(records, self.state, r).items()}
         outputs["metrics"] = metrics
@@ -501,13 +495,14 @@ class RoundDriver:
             }
             self.monitor.log_round(r, {**metrics, **per_round}, **media)
 
-    def _window(self, r: int) -> tuple[float, float]:
+    def _window(self, r: int, records: list[Any]) -> tuple[float, float]:
         """Round r's wall-clock span (epoch seconds): from its first stage's start to its deploy's end. A run
-        from before the span was recorded: its first episode's start plus the stages' time."""
+        from before the span was recorded: its first episode's start (of ``records``, the store's) plus the
+        stages' time."""
         outputs = self.state.round_outputs(r)
         if "started_at" in outputs and "ended_at" in outputs:
             return outputs["started_at"], outputs["ended_at"]
-        starts = [rec.meta.start_time for rec in self._store().records().values() if rec.meta.round == r]
+        starts = [rec.meta.start_time for rec in records if rec.meta.round == r]
         start = min(starts, default=0.0)
         return start, start + sum(self.state.stage_seconds.get(str(r), {}).values())
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from checkpoints import version_dir
 from learners.loop_timing import LoopTiming
 from learners.policy_data import (
     EXTRACTIONS,
@@ -157,7 +158,7 @@ def initial_model(
     previous = list_versions(config.checkpoint_dir)
     start_from = config.base_checkpoint
     if not config.restart_each_round and previous:
-        start_from = str(Path(config.checkpoint_dir) / f"v{previous[-1]:06d}")
+        start_from = str(version_dir(config.checkpoint_dir, previous[-1]))
     if start_from is not None:
         model, normalizer, _ = load_model(start_from, config.device)
         log(f"starting from {start_from}")
