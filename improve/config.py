@@ -52,10 +52,11 @@ class BackboneConfig:
     when ``valuemodel.pretrained_dir`` is set (Wan2.2-TI2V-5B on a lab machine) or for the static baseline."""
 
     enabled: bool = True
-    # Sized for the main job's 25 minutes on 2 CPU cores (the VAE's steps dominate: about 0.3 s each there);
-    # vivarl-pretrain-backbone's own defaults (1600 and 2000) reconstruct the small item better.
-    vae_steps: int = 500
-    video_steps: int = 500
+    # Sized for the main job's 25 minutes on 2 CPU cores (the VAE's steps dominate: about 0.3 s each there): the
+    # improvement-loop study's size, at which RECAP + ViVa rose +26 to +42 points on 3 run seeds (RESULTS.md; 500
+    # each took 5.5 min of round 0). vivarl-pretrain-backbone's own defaults (1600, 2000) reconstruct the item better.
+    vae_steps: int = 200
+    video_steps: int = 200
     # WanTransformer3DModel kwargs on top of the size preset (the value models read the saved config).
     transformer_overrides: dict[str, int] = field(default_factory=dict)
 
