@@ -29,6 +29,8 @@ from robot_io.spec import CameraSpec, Observation, RobotError, RobotSpec, as_act
 _gl.choose_gl_backend()
 import mujoco  # noqa: E402 - the GL backend must be chosen before mujoco is imported
 
+from robot_io.sim.cameras import CameraStrip  # noqa: E402
+
 ACTION_NAMES = ("ee_x", "ee_y", "ee_z", "ee_yaw", "gripper_opening")
 STATE_NAMES = (
     "ee_x",
@@ -60,7 +62,15 @@ class BoxAssemblySim:
                 f"sim_box.cameras must name some of {list(CAMERA_NAMES)}, got {self.config.cameras}"
             )
         h, w = self.config.image_height, self.config.image_width
-        self.model = mujoco.MjModel.from_xml_string(build_scene_xml(self.layout, w, h))
+        # One framebuffer strip holds every camera side by side (robot_io.sim.cameras).
+        strip_width = w * len(self.config.cameras)
+        if self.config.render_samples < 0:
+            raise ValueError(
+                f"sim_box.render_samples is {self.config.render_samples}: give 0 (no anti-aliasing) or more samples"
+            )
+        self.model = mujoco.MjModel.from_xml_string(
+            build_scene_xml(self.layout, strip_width, h, self.config.render_samples)
+        )
         self.data = mujoco.MjData(self.model)
         self._substeps = max(1, round(1.0 / (self.config.control_hz * self.model.opt.timestep)))
         self._spec = RobotSpec(
@@ -92,7 +102,7 @@ class BoxAssemblySim:
             for i in range(self.model.ngeom)
             if self.model.geom_bodyid[i] in {self._body[n] for n in self._eq}
         } | {geom(n).id for n in ("wall_front", "wall_back", "wall_left", "wall_right", "box_floor")}
-        self._renderer: mujoco.Renderer | None = None
+        self._cameras: CameraStrip | None = None
         self._connected = False
         self._command = np.zeros(len(ACTION_NAMES), dtype=np.float32)
         self._grasped: str | None = None
@@ -114,16 +124,18 @@ class BoxAssemblySim:
         return self._connected
 
     def connect(self) -> None:
-        if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, self.config.image_height, self.config.image_width)
+        if self._cameras is None:
+            self._cameras = CameraStrip(
+                self.model, self.config.cameras, self.config.image_height, self.config.image_width
+            )
             # Close the GL context before interpreter shutdown tears down EGL under it (which prints errors).
-            self._renderer_finalizer = weakref.finalize(self, self._renderer.close)
+            self._cameras_finalizer = weakref.finalize(self, self._cameras.close)
         self._connected = True
 
     def disconnect(self) -> None:
-        if self._renderer is not None:
-            self._renderer_finalizer()
-            self._renderer = None
+        if self._cameras is not None:
+            self._cameras_finalizer()
+            self._cameras = None
         self._connected = False
 
     def start_episode(self, seed: int | None = None) -> Observation:
@@ -173,10 +185,7 @@ class BoxAssemblySim:
         key = (self.episode_index, self.step_count)
         if self._obs_cache is not None and self._obs_cache[0] == key:
             return self._obs_cache[1]
-        images = {}
-        for cam in self.config.cameras:
-            self._renderer.update_scene(self.data, camera=cam)
-            images[cam] = self._renderer.render().copy()
+        images = self._cameras.render(self.data)
         obs = Observation(
             images=images, state=self._state(), timestamp=float(self.data.time), info=self.info()
         )

@@ -174,8 +174,11 @@ def _panel_body(layout: SceneLayout, panel: Panel, is_lid: bool) -> str:
 CAMERA_NAMES = ("front", "top", "wrist")
 
 
-def build_scene_xml(layout: SceneLayout, render_width: int, render_height: int) -> str:
-    """The MJCF of the whole scene. ``render_*`` size the offscreen framebuffer so any camera size fits."""
+def build_scene_xml(
+    layout: SceneLayout, render_width: int, render_height: int, render_samples: int = 0
+) -> str:
+    """The MJCF of the whole scene. ``render_*`` size the offscreen framebuffer so any camera size fits;
+    ``render_samples`` is its multisample anti-aliasing (0: none)."""
     bx, by = layout.box_center
     h, w, f, inner = layout.wall_height, layout.wall_thickness, layout.floor_thickness, layout.box_inner_half
     fx, fy, fz = layout.finger_half
@@ -201,7 +204,7 @@ def build_scene_xml(layout: SceneLayout, render_width: int, render_height: int) 
   <option timestep="0.002" integrator="implicitfast" gravity="0 0 -9.81"/>
   <visual>
     <global offwidth="{max(render_width, 640)}" offheight="{max(render_height, 480)}"/>
-    <quality shadowsize="0"/>
+    <quality shadowsize="0" offsamples="{render_samples}"/>
     <headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5" specular="0 0 0"/>
   </visual>
   <default>
