@@ -37,6 +37,16 @@ def committed_episodes(store: ReplayStore, round_index: int, purpose: str) -> li
     return list(index.records.values())
 
 
+def started_seeds(store: ReplayStore, round_index: int, purpose: str) -> set[int]:
+    """Seeds of this round's episodes of one purpose that were started but never committed (torn, aborted or still
+    being written), from their writers' heartbeats: drawn already, so never drawn again."""
+    return {
+        e.seed
+        for e in store.in_flight()
+        if e.seed is not None and e.round == round_index and e.purpose == purpose
+    }
+
+
 def spread_seeds(seeds: list[int], arms: list[str]) -> dict[str, list[int]]:
     """Round-robin the seeds over the arms."""
     plan: dict[str, list[int]] = {arm: [] for arm in arms}
@@ -46,9 +56,15 @@ def spread_seeds(seeds: list[int], arms: list[str]) -> dict[str, list[int]]:
 
 
 def seeds_to_collect(
-    committed: list[Any], target: int, seed_base: int, attempt: int, seeds: list[int] | None = None
+    committed: list[Any],
+    target: int,
+    seed_base: int,
+    attempt: int,
+    seeds: list[int] | None = None,
+    started: set[int] | frozenset[int] = frozenset(),
 ) -> list[int]:
-    """The seeds still to run, given the episodes of (round, purpose) already committed.
+    """The seeds still to run, given the episodes of (round, purpose) already committed and the seeds of those
+    ``started`` but never committed (``started_seeds``).
 
     Fixed ``seeds`` (evaluation): exactly those not committed yet. Otherwise new seeds that never repeat, across
     attempts and driver restarts alike (arms finish out of order, so the committed seeds need not be the first
@@ -57,7 +73,8 @@ def seeds_to_collect(
     have = {r.meta.seed for r in committed if r.meta.seed is not None}
     if seeds is not None:
         return [s for s in seeds if s not in have]
-    first = max(seed_base + attempt * SEEDS_PER_ATTEMPT, max(have, default=seed_base - 1) + 1)
+    drawn = have | set(started)
+    first = max(seed_base + attempt * SEEDS_PER_ATTEMPT, max(drawn, default=seed_base - 1) + 1)
     return list(range(first, first + max(0, target - len(committed))))
 
 
@@ -120,7 +137,8 @@ def collect(
         committed = committed_episodes(store, round_index, purpose)
         done = len(committed)
         on_progress(done)
-        todo = seeds_to_collect(committed, target, seed_base, attempt, seeds)
+        started = set() if seeds is not None else started_seeds(store, round_index, purpose)
+        todo = seeds_to_collect(committed, target, seed_base, attempt, seeds, started)
         if not todo:
             return committed
         before_attempt(sorted(actors))
@@ -298,7 +316,9 @@ class RolloutStream:
         self.episode_deadline_s = episode_deadline_s
         committed = committed_episodes(store, round_index, "rollout")
         band = seed_base + STREAM_SEED_OFFSET
-        self._next_seed = max([band, *(r.meta.seed + 1 for r in committed if (r.meta.seed or 0) >= band)])
+        drawn = {r.meta.seed for r in committed if r.meta.seed is not None}
+        drawn |= started_seeds(store, round_index, "rollout")
+        self._next_seed = max([band, *(seed + 1 for seed in drawn if seed >= band)])
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.episodes = 0

@@ -64,6 +64,11 @@ class InFlightEpisode:
     pid: int
     heartbeat_age_s: float
     reason: str | None
+    # What the writer was recording (None when its writer.json is gone): a torn episode's seed must not be drawn
+    # again for the same round and purpose.
+    seed: int | None = None
+    round: int | None = None
+    purpose: str | None = None
 
 
 class ReplayStore:
@@ -338,6 +343,9 @@ class ReplayStore:
                     pid=int(hb.get("pid", -1)),
                     heartbeat_age_s=age,
                     reason=hb.get("aborted") or (None if hb else "no writer.json"),
+                    seed=None if hb.get("seed") is None else int(hb["seed"]),
+                    round=None if hb.get("round") is None else int(hb["round"]),
+                    purpose=hb.get("purpose"),
                 )
             )
         return out

@@ -97,3 +97,39 @@ def test_training_seeds_never_repeat_after_a_restart_and_evaluation_reruns_only_
     assert seeds_to_collect([], 3, 100, 0) == [100, 101, 102]
     fixed = [7, 8, 9, 10]
     assert seeds_to_collect([_Record(8), _Record(10)], 4, 0, 3, seeds=fixed) == [7, 9]
+
+
+def test_a_seed_whose_episode_was_started_but_never_committed_is_not_drawn_again(tmp_path):
+    import numpy as np
+
+    from improve.collection import seeds_to_collect, started_seeds
+    from learners.value_data import synthetic_store_schema
+    from replay import ReplayStore
+
+    store = ReplayStore.create(str(tmp_path / "store"), synthetic_store_schema(image_size=32))
+
+    def start(arm: str, round: int, seed: int):
+        writer = store.episode_writer(
+            robot_id=arm, round=round, policy_version="p", task="synthetic", purpose="rollout", seed=seed
+        )
+        image = np.zeros((32, 32, 3), np.uint8)
+        for t in range(3):
+            writer.add_step(
+                {"front": image, "wrist": image}, np.zeros(6, np.float32), np.zeros(1, np.float32), t / 10
+            )
+        return writer
+
+    # An arm died mid-episode on seed 105 of round 2's rollouts (its writer's heartbeat names it), and another was
+    # still writing seed 106 of round 1 when the driver was killed.
+    start("arm0", 2, 105).abort("arm died")
+    writing = start("arm1", 1, 106)
+    reopened = ReplayStore.open(store.location.url)
+    assert started_seeds(reopened, 2, "rollout") == {105}
+    assert started_seeds(reopened, 2, "demo") == set() and started_seeds(reopened, 1, "rollout") == {106}
+
+    committed = [_Record(s) for s in (100, 101, 102, 104)]
+    todo = seeds_to_collect(committed, target=6, seed_base=100, attempt=0, started={105})
+    assert todo == [106, 107], "the torn seed 105 is never replayed"
+    # Evaluation reruns exactly its fixed seeds, torn or not.
+    assert seeds_to_collect([], 2, 0, 0, seeds=[105, 106], started={105}) == [105, 106]
+    writing.abort("test over")
