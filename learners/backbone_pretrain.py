@@ -104,6 +104,20 @@ class RecordedVideo:
     """(N,) index of the first frame of the frame's episode."""
     episode_end: np.ndarray
     """(N,) index one past the last frame of the frame's episode."""
+    keys: list[tuple[str, int]] = field(default_factory=list)
+    """(N,) (episode id, step) of each frame."""
+
+
+@dataclass
+class FrameLatents:
+    """The pretrained VAE's normalised latents of every frame it was trained on, for the value learner's latent
+    cache (the same frozen VAE encodes the same frames there: encoding them once saves it the work)."""
+
+    keys: list[tuple[str, int]]
+    cameras: list[str]
+    latents: torch.Tensor
+    """(N, cameras, C, h, w) float32, in ``keys`` order."""
+    image_size: tuple[int, int]
 
 
 def read_video(
@@ -115,7 +129,7 @@ def read_video(
         raise ValueError("the store has no committed episodes to pretrain on; record some first")
     total = sum(store.record(e).meta.length for e in ids)
     keep_every = max(1, int(np.ceil(total / max_frames)))
-    parts, starts, ends = [], [], []
+    parts, starts, ends, keys = [], [], [], []
     offset = 0
     for episode_id in ids:
         columns = store.read_episode(episode_id, [f"images/{c}" for c in cameras])
@@ -129,7 +143,10 @@ def read_video(
         starts.append(np.full(len(clip), offset))
         ends.append(np.full(len(clip), offset + len(clip)))
         offset += len(clip)
-    return RecordedVideo(np.concatenate(parts), np.concatenate(starts), np.concatenate(ends))
+        keys += [
+            (episode_id, int(step)) for step in range(0, store.record(episode_id).meta.length, keep_every)
+        ]
+    return RecordedVideo(np.concatenate(parts), np.concatenate(starts), np.concatenate(ends), keys)
 
 
 def to_pixels(frames: np.ndarray) -> torch.Tensor:
@@ -236,8 +253,11 @@ def train_video_transformer(
     return transformer.eval(), loss_value
 
 
-def pretrain_backbone(config: BackbonePretrainConfig) -> dict[str, float]:
-    """Run both stages and write ``out_dir/vae``, ``out_dir/transformer`` and ``out_dir/pretrain.json``."""
+def pretrain_backbone(
+    config: BackbonePretrainConfig, on_latents: Callable[[FrameLatents], None] | None = None
+) -> dict[str, float]:
+    """Run both stages and write ``out_dir/vae``, ``out_dir/transformer`` and ``out_dir/pretrain.json``;
+    ``on_latents`` is handed the trained VAE's latents of every frame used."""
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -254,6 +274,9 @@ def pretrain_backbone(config: BackbonePretrainConfig) -> dict[str, float]:
     log.info("pretraining on %d frames x %d cameras", len(video.frames), len(cameras))
     vae, vae_loss, latents = train_vae(video, config, rng)
     transformer, video_loss = train_video_transformer(video, latents, config, rng)
+    if on_latents is not None:
+        per_frame = latents.reshape(len(video.frames), len(cameras), *latents.shape[1:])
+        on_latents(FrameLatents(video.keys, cameras, per_frame, (config.image_height, config.image_width)))
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vae.save_pretrained(out / "vae")

@@ -153,13 +153,20 @@ class ValueLearnerActor:
     def pretrain_backbone(self, config: dict[str, Any]) -> dict[str, float]:
         """Pretrain the video backbone on the store's recorded video (no labels) and refit from it from now on;
         an existing, complete output folder is reused, so a resumed round 0 does not pretrain twice."""
-        from learners.backbone_pretrain import BackbonePretrainConfig, pretrain_backbone
+        from learners.backbone_pretrain import BackbonePretrainConfig, FrameLatents, pretrain_backbone
 
         with self._busy:
             pretrain = BackbonePretrainConfig(**config)
             done = Path(pretrain.out_dir) / "pretrain.json"
-            report = json.loads(done.read_text()) if done.is_file() else pretrain_backbone(pretrain)
+            latents: list[FrameLatents] = []
+            report = (
+                json.loads(done.read_text())
+                if done.is_file()
+                else pretrain_backbone(pretrain, latents.append)
+            )
             self.use_backbone(pretrain.out_dir)
+            primed = self.learner.prime_latent_cache(latents[0]) if latents else 0
+            log.info("latent cache primed with %d frames from the backbone's pretraining", primed)
             return {k: float(v) for k, v in report.items() if isinstance(v, int | float)}
 
     def use_backbone(self, pretrained_dir: str) -> None:

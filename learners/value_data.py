@@ -148,6 +148,10 @@ class LatentCache:
             self._put(key, latent)
         return out
 
+    def add(self, episode_id: str, step: int, camera: str, latent: torch.Tensor) -> None:
+        """Store a latent computed elsewhere with the same VAE (the backbone's pretraining)."""
+        self._put((episode_id, int(step), camera), latent)
+
     def _put(self, key: tuple[str, int, str], latent: torch.Tensor) -> None:
         if self.max_frames <= 0:
             return

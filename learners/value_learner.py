@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from learners.value_data import (
     frame_dataset,
 )
 from learners.value_quality import ValueFloorConfig, ValueQuality, assess_values, held_out_episodes
+
+if TYPE_CHECKING:
+    from learners.backbone_pretrain import FrameLatents
 from replay import TRAINING_PURPOSES, EpisodeFilter, FrameIndex, FrameSampler, Outcome, ReplayStore
 from replay.dataset import make_loader
 from valuemodel.checkpoint import (
@@ -332,6 +335,30 @@ class ValueLearner:
         """Start later refits from the video backbone in ``pretrained_dir`` (the round-0 pretraining's output)."""
         self.model_config = replace(self.model_config, pretrained_dir=str(pretrained_dir))
         check_model_fits_store(self.model_config, self.store)
+
+    def prime_latent_cache(self, frames: FrameLatents) -> int:
+        """Fill the latent cache with the backbone pretraining's latents of its frames (``use_backbone`` first), so
+        the first fit does not encode them again; returns how many frames went in (0 when the model would encode
+        them otherwise: not ViVa, other cameras, another image size, a VAE not in float32, or no cache)."""
+        model = self._new_model(warm_start=False)
+        cache = self._latent_cache(model)
+        config = model.config
+        vae_dtypes = (
+            {p.dtype for p in model.vae.parameters()} if getattr(model, "vae", None) is not None else set()
+        )
+        if (
+            cache is None
+            or config.kind != "viva"
+            or not set(config.cameras) <= set(frames.cameras)
+            or (config.image_height, config.image_width) != tuple(frames.image_size)
+            or vae_dtypes != {torch.float32}
+        ):
+            return 0
+        columns = [frames.cameras.index(c) for c in config.cameras]
+        for row, (episode_id, step) in enumerate(frames.keys):
+            for camera, column in zip(config.cameras, columns, strict=True):
+                cache.add(episode_id, step, camera, frames.latents[row, column].clone())
+        return len(frames.keys)
 
     def predictor(self, model: Any, stats: ValueDataStats) -> Callable[[str], np.ndarray]:
         """episode id -> (T,) predicted values in the model range, batched; shares the latent cache."""

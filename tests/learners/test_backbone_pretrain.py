@@ -1,6 +1,7 @@
 """Backbone pretraining on recorded video, and its folder loaded by the value models through ``pretrained_dir``."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -31,14 +32,15 @@ def pretrained(tmp_path_factory):
         image_height=32, image_width=32, vae_steps=4, vae_batch_size=4, video_steps=4, video_batch_size=4,
         frame_stride=3, transformer_overrides={"num_layers": 3},
     )  # fmt: skip
-    report = pretrain_backbone(config)
-    return root, store, report
+    latents = []
+    report = pretrain_backbone(config, latents.append)
+    return root, store, report, latents
 
 
 def test_writes_the_diffusers_layout_with_latent_statistics(pretrained):
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-    root, _, report = pretrained
+    root, _, report, _ = pretrained
     assert (root / "wan" / "vae" / "config.json").is_file()
     assert (root / "wan" / "transformer" / "config.json").is_file()
     assert np.isfinite(report["vae_loss"]) and np.isfinite(report["video_loss"])
@@ -54,7 +56,7 @@ def test_writes_the_diffusers_layout_with_latent_statistics(pretrained):
 def test_tiny_value_model_loads_the_pretrained_folder(pretrained):
     from diffusers import AutoencoderKLWan
 
-    root, _, _ = pretrained
+    root, _, _, _ = pretrained
     config = synthetic_config(
         "tiny", "viva", pretrained_dir=str(root / "wan"), image_height=32, image_width=32
     )
@@ -74,7 +76,7 @@ def test_tiny_value_model_loads_the_pretrained_folder(pretrained):
 
 
 def test_clips_stay_inside_their_episode(pretrained):
-    _, store, _ = pretrained
+    _, store, _, _ = pretrained
     video = read_video(store, ["front"], 32, 32, max_frames=10_000)
     anchors = np.arange(len(video.frames))
     index = clip_indices(video, anchors, clip_frames=3, stride=5)
@@ -84,7 +86,7 @@ def test_clips_stay_inside_their_episode(pretrained):
 
 
 def test_empty_store_and_unknown_camera_are_clear_errors(tmp_path, pretrained):
-    _, store, _ = pretrained
+    _, store, _, _ = pretrained
     ReplayStore.create(str(tmp_path / "empty"), store.schema)
     with pytest.raises(ValueError, match="no committed episodes"):
         pretrain_backbone(
@@ -106,3 +108,43 @@ def test_cli_passes_transformer_overrides_and_rejects_bad_json(tmp_path, pretrai
         main(
             ["--store", store_url, "--out", str(tmp_path / "x"), "--transformer-overrides", "{num_layers: 1}"]
         )
+
+
+def test_the_value_learners_cache_starts_with_the_pretrainings_latents(pretrained, tmp_path):
+    from learners.value_learner import ValueLearner, ValueLearnerConfig
+    from valuemodel.config import ValueModelConfig
+
+    root, store, _, (frames,) = pretrained
+    total = sum(store.record(e).meta.length for e in store.episode_ids())
+    assert len(frames.keys) == total and frames.latents.shape[:2] == (total, 2)
+    assert frames.cameras == ["front", "wrist"] and frames.image_size == (32, 32)
+
+    def learner(**model_fields):
+        config = ValueLearnerConfig(
+            store_url=str(root / "store"), checkpoint_root=str(tmp_path / "ckpt"), steps=1, batch_size=4,
+            task_names=["synthetic"], log_every=0, device="cpu",
+        )  # fmt: skip
+        model = ValueModelConfig.preset("tiny", "viva", image_height=32, image_width=32, **model_fields)
+        value_learner = ValueLearner(config, model)
+        value_learner.use_backbone(str(root / "wan"))
+        return value_learner
+
+    primed = learner()
+    assert primed.prime_latent_cache(frames) == total
+    model = primed._new_model(warm_start=False)
+    cache = primed._latent_cache(model)
+    assert len(cache) == 2 * total
+    # What the cache holds is what the value model's own encoder makes of the same frames.
+    episode_id = store.episode_ids()[1]
+    images = store.read_episode(episode_id, ["images/front", "images/wrist"])
+    steps = [0, 5]
+    encoded = model.encode_images(
+        {c: torch.from_numpy(images[f"images/{c}"][steps]).permute(0, 3, 1, 2) for c in ("front", "wrist")}
+    )
+    for camera in ("front", "wrist"):
+        cached = torch.stack([cache.entries[(episode_id, s, camera)] for s in steps])
+        torch.testing.assert_close(cached, encoded[camera], atol=1e-4, rtol=1e-4)
+    # A model that would encode them otherwise gets none.
+    assert learner(cameras=["front"]).prime_latent_cache(frames) == total
+    other_size = ValueLearner(primed.config, replace(primed.model_config, image_height=16, image_width=16))
+    assert other_size.prime_latent_cache(frames) == 0
