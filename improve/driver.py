@@ -470,9 +470,17 @@ class RoundDriver:
         metrics |= {f"arms/utilisation_{arm}": share for arm, share in utilisation.items()}
         metrics |= {f"staleness/{k}": v for k, v in staleness(records, self.state, r).items()}
         outputs["metrics"] = metrics
+        # The policy versions the round's training episodes ran: in continual mode a round's rollouts are
+        # recorded during the round before, by the policy deployed before that, and its collect/* numbers
+        # describe that policy, not the one the table shows as deployed after the round.
+        outputs["collected_with"] = sorted({rec.meta.policy_version for rec in trained_on})
         self.state.save(self.run_dir)
         self.console.print(round_table(self.state))
         self.console.print(stage_table(self.state))
+        if self.config.loop.mode == "continual" and r > 0:
+            self.console.print(
+                f"round {r}'s rollouts (interv rate) ran policy {', '.join(outputs['collected_with'])}"
+            )
         if self.monitor is not None and self.monitor.enabled:
             from improve.report import round_media
 

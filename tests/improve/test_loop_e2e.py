@@ -84,6 +84,8 @@ def test_main_command_runs_rounds_and_prints_the_round_table(tmp_path):
     assert (tmp_path / "run" / "backbone" / "pretrain.json").is_file()
     assert state.rounds["0"]["backbone_dir"].endswith("backbone")
     assert state.rounds["1"]["gate"]["candidate"] == "v000001"
+    assert state.rounds["0"]["collected_with"] == ["demo"]
+    assert state.rounds["1"]["collected_with"] == [state.rounds["0"]["deployed"]]
     # Round 1's policy continued from the one deployed after round 0.
     assert state.rounds["1"]["policy_started_from"] == state.rounds["0"]["deployed_checkpoint"]
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "W&B offline runs should be written"
@@ -142,6 +144,9 @@ def test_continual_mode_collects_the_next_rounds_rollouts_while_the_learners_wor
     evaluation_started = min(r.meta.start_time for r in committed_episodes(store, 1, "eval"))
     assert all(r.meta.end_time <= evaluation_started for r in ahead)
     assert {r.meta.policy_version for r in ahead} == {state.rounds["0"]["deployed"]}
+    # The round says which policy its rollouts (and their collect/* numbers) came from.
+    assert state.rounds["2"]["collected_with"] == [state.rounds["0"]["deployed"]]
+    assert f"round 2's rollouts (interv rate) ran policy {state.rounds['0']['deployed']}" in out
     base = 2 * 100_000 + 50_000  # loop.training_seed_base(2) + STREAM_SEED_OFFSET
     assert sorted(r.meta.seed for r in ahead) == [base, base + 1, base + 2]
     # Round 1 labelled its own data only; round 2's rollouts got their labels in round 2.
