@@ -40,9 +40,6 @@ from learners.value_data import (
     frame_dataset,
 )
 from learners.value_quality import ValueFloorConfig, ValueQuality, assess_values, held_out_episodes
-
-if TYPE_CHECKING:
-    from learners.backbone_pretrain import FrameLatents
 from replay import TRAINING_PURPOSES, EpisodeFilter, FrameIndex, FrameSampler, Outcome, ReplayStore
 from replay.dataset import make_loader
 from valuemodel.checkpoint import (
@@ -54,6 +51,9 @@ from valuemodel.checkpoint import (
 )
 from valuemodel.config import ValueModelConfig
 from valuemodel.factory import build_value_model
+
+if TYPE_CHECKING:
+    from learners.backbone_pretrain import FrameLatents  # imports this module
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
