@@ -39,7 +39,8 @@ def committed_episodes(store: ReplayStore, round_index: int, purpose: str) -> li
 
 def started_seeds(store: ReplayStore, round_index: int, purpose: str) -> set[int]:
     """Seeds of this round's episodes of one purpose that were started but never committed (torn, aborted or still
-    being written), from their writers' heartbeats: drawn already, so never drawn again."""
+    being written), from their writers' heartbeats: drawn already, so never drawn again. An episode set apart with
+    ``vivarl-replay verify --quarantine`` is no longer in staging and is not counted."""
     return {
         e.seed
         for e in store.in_flight()
@@ -134,10 +135,12 @@ def collect(
     failures: dict[str, int] = {}
     last_error: dict[str, str] = {}
     for attempt in range(max_attempts):
+        # In flight first: a commit moves an episode from staging to the store atomically, so one that commits
+        # between the two reads is still seen by the second.
+        started = set() if seeds is not None else started_seeds(store, round_index, purpose)
         committed = committed_episodes(store, round_index, purpose)
         done = len(committed)
         on_progress(done)
-        started = set() if seeds is not None else started_seeds(store, round_index, purpose)
         todo = seeds_to_collect(committed, target, seed_base, attempt, seeds, started)
         if not todo:
             return committed
@@ -314,10 +317,10 @@ class RolloutStream:
     ) -> None:
         self.store, self.actors, self.round_index, self.limit = store, dict(actors), round_index, limit
         self.episode_deadline_s = episode_deadline_s
+        started = started_seeds(store, round_index, "rollout")  # before the committed ones, as in collect
         committed = committed_episodes(store, round_index, "rollout")
         band = seed_base + STREAM_SEED_OFFSET
-        drawn = {r.meta.seed for r in committed if r.meta.seed is not None}
-        drawn |= started_seeds(store, round_index, "rollout")
+        drawn = started | {r.meta.seed for r in committed if r.meta.seed is not None}
         self._next_seed = max([band, *(seed + 1 for seed in drawn if seed >= band)])
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None

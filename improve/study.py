@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,8 +79,8 @@ class StudyConfig:
     echo: bool = True
     # How many runs go at once. A run of the main command keeps about one core busy most of the time (its arms,
     # learners and driver mostly take turns), so 2 on a 2-core machine shorten the study (by how much was not
-    # measured on an idle machine). Runs at once share the cores out (OMP_NUM_THREADS, see thread_environment).
-    # Runs never share a folder, a store or a seed, so their results do not depend on it.
+    # measured on an idle machine; Ray already runs each actor with OMP_NUM_THREADS set to its 1 CPU). Runs never
+    # share a folder, a store or a seed, so their results do not depend on it.
     parallel_runs: int = 1
 
     def validate(self) -> None:
@@ -223,20 +223,6 @@ def stream_to_log(command: Sequence[str], log: Path, echo: Callable[[str], None]
             return proc.wait()
 
 
-def thread_environment(
-    parallel_runs: int, environ: Mapping[str, str], cpus: int | None = None
-) -> dict[str, str]:
-    """The thread settings each run's processes inherit when runs go at once: the cores shared out between them.
-
-    Without it every learner and arm of every run starts torch with a thread per core, and two runs' OpenMP
-    pools then fight over the same cores. Empty for one run at a time, or when the user set OMP_NUM_THREADS.
-    """
-    if parallel_runs <= 1 or "OMP_NUM_THREADS" in environ:
-        return {}
-    threads = str(max(1, (cpus or os.cpu_count() or 1) // parallel_runs))
-    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-
-
 def record_attempt(run: PlannedRun, started: float, returncode: int, parallel_runs: int = 1) -> None:
     """Add this attempt (wall time, exit status, cores, runs at once) to the run's study_run.json, which the report
     reads."""
@@ -244,10 +230,7 @@ def record_attempt(run: PlannedRun, started: float, returncode: int, parallel_ru
     record = json.loads(path.read_text()) if path.exists() else {"attempts": []}
     record.update(variant=run.variant, seed=run.seed, overrides=list(run.overrides), loop=asdict(run.loop))
     attempt = {"started_at": started, "wall_s": time.time() - started, "returncode": returncode}
-    threads = os.environ.get("OMP_NUM_THREADS")
-    record["attempts"].append(
-        {**attempt, "cpu_count": os.cpu_count(), "parallel_runs": parallel_runs, "omp_num_threads": threads}
-    )
+    record["attempts"].append({**attempt, "cpu_count": os.cpu_count(), "parallel_runs": parallel_runs})
     run.run_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2))
 
@@ -348,13 +331,6 @@ def main(cfg: DictConfig) -> None:
     try:
         runs = plan_runs(study)
         if not study.report_only:
-            # The study's own environment, so that every run it starts (and their Ray workers) inherit it.
-            threads = thread_environment(study.parallel_runs, os.environ)
-            os.environ.update(threads)
-            if threads:
-                Console().print(
-                    f"{study.parallel_runs} runs at once: OMP_NUM_THREADS={threads['OMP_NUM_THREADS']} each"
-                )
             run_study(study, runs)
         path = write_report(study, runs, study_command())
     except (StudyError, RunStateError) as err:

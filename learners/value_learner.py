@@ -339,7 +339,8 @@ class ValueLearner:
     def prime_latent_cache(self, frames: FrameLatents) -> int:
         """Fill the latent cache with the backbone pretraining's latents of its frames (``use_backbone`` first), so
         the first fit does not encode them again; returns how many frames went in (0 when the model would encode
-        them otherwise: not ViVa, other cameras, another image size, a VAE not in float32, or no cache)."""
+        them otherwise: not ViVa, other cameras, another image size than the model's or the store's, a VAE not in
+        float32, or no cache)."""
         model = self._new_model(warm_start=False)
         cache = self._latent_cache(model)
         config = model.config
@@ -351,6 +352,12 @@ class ValueLearner:
             or config.kind != "viva"
             or not set(config.cameras) <= set(frames.cameras)
             or (config.image_height, config.image_width) != tuple(frames.image_size)
+            # Pretraining resized frames of another size and rounded them to uint8; the model resizes in float.
+            or any(
+                (camera.height, camera.width) != tuple(frames.image_size)
+                for camera in self.store.schema.cameras
+                if camera.name in config.cameras
+            )
             or vae_dtypes != {torch.float32}
         ):
             return 0

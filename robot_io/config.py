@@ -55,7 +55,8 @@ class SimBoxConfig:
     # Success needs every stage to hold with the gripper touching nothing for this many control steps.
     success_hold_steps: int = 10
     # Multisample anti-aliasing of the camera images (MuJoCo's offsamples; 0 = off). Off by default: on a machine
-    # without a GPU, 4 samples made rendering 2.4x slower (benchmarks/bench_sim.py) for smoother edges only.
+    # without a GPU, 4 samples made a step with three 64x64 cameras 1.7x slower (benchmarks/bench_sim.py) for
+    # smoother edges only.
     render_samples: int = 0
     expert: ExpertConfig = field(default_factory=ExpertConfig)
 

@@ -24,7 +24,6 @@ from improve.study import (
     run_overrides,
     run_study,
     stream_to_log,
-    thread_environment,
     to_study,
 )
 from improve.study_report import (
@@ -386,11 +385,3 @@ def test_the_section_goes_first_after_the_header_and_is_then_replaced_in_place(t
         empty.read_text()
         == "# vivarl results\n\n<!-- section: study -->\nbody\n<!-- end section: study -->\n"
     )
-
-
-def test_runs_at_once_share_the_cores_out_unless_the_user_set_threads():
-    assert thread_environment(2, {}, cpus=2) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    assert thread_environment(2, {}, cpus=16) == {"OMP_NUM_THREADS": "8", "MKL_NUM_THREADS": "8"}
-    assert thread_environment(3, {}, cpus=2)["OMP_NUM_THREADS"] == "1"
-    assert thread_environment(1, {}, cpus=2) == {}
-    assert thread_environment(2, {"OMP_NUM_THREADS": "2"}, cpus=2) == {}

@@ -144,7 +144,7 @@ def test_the_value_learners_cache_starts_with_the_pretrainings_latents(pretraine
     for camera in ("front", "wrist"):
         cached = torch.stack([cache.entries[(episode_id, s, camera)] for s in steps])
         torch.testing.assert_close(cached, encoded[camera], atol=1e-4, rtol=1e-4)
-    # A model that would encode them otherwise gets none.
+    # A model reading fewer cameras gets those; one that would encode them otherwise gets none.
     assert learner(cameras=["front"]).prime_latent_cache(frames) == total
     other_size = ValueLearner(primed.config, replace(primed.model_config, image_height=16, image_width=16))
     assert other_size.prime_latent_cache(frames) == 0
