@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,7 @@ def seeds_to_collect(
     seed_base: int,
     attempt: int,
     seeds: list[int] | None = None,
-    started: set[int] | frozenset[int] = frozenset(),
+    started: AbstractSet[int] = frozenset(),
 ) -> list[int]:
     """The seeds still to run, given the episodes of (round, purpose) already committed and the seeds of those
     ``started`` but never committed (``started_seeds``).

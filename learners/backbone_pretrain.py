@@ -143,9 +143,7 @@ def read_video(
         starts.append(np.full(len(clip), offset))
         ends.append(np.full(len(clip), offset + len(clip)))
         offset += len(clip)
-        keys += [
-            (episode_id, int(step)) for step in range(0, store.record(episode_id).meta.length, keep_every)
-        ]
+        keys += [(episode_id, k * keep_every) for k in range(len(clip))]
     return RecordedVideo(np.concatenate(parts), np.concatenate(starts), np.concatenate(ends), keys)
 
 
