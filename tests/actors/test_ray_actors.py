@@ -30,24 +30,30 @@ def test_actor_killed_mid_episode_restarts_and_the_torn_episode_is_never_sampled
         [ActorSettings(robot=robot, store_url=url, task="box_assembly")], max_restarts=2
     )["sim0"]
     pid = ray.get(actor.info.remote())["pid"]
-    running = actor.run_episodes.remote("demo", 0, [0, 1, 2])
+    # More seeds than the test needs, so the task is still running whenever the kill lands (a 32x32 episode
+    # can finish within one heartbeat interval, so its flushed-step count is not waited for).
+    running = actor.run_episodes.remote("demo", 0, list(range(8)))
     store = ReplayStore.open(url)
-    deadline = time.monotonic() + 60
-    # Wait until the second episode is being written with some steps on disk, then kill the arm's process.
+    deadline = time.monotonic() + 120
+    # Wait until a later episode is being written after at least one was committed, then kill the arm's process.
+    committed_before_kill = 0
     while time.monotonic() < deadline:
-        writing = [e for e in store.in_flight() if e.steps_flushed > 0]
-        if writing and len(store.episode_ids()) >= 1:
+        writing = [e for e in store.in_flight() if e.status == "writing"]
+        committed_before_kill = len(store.episode_ids())
+        if writing and committed_before_kill >= 1:
             break
         time.sleep(0.05)
+    assert committed_before_kill >= 1, "the actor committed no episode within the deadline"
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(running)
 
     # The restarted actor runs its constructor again; the stage asks for exactly the missing episodes.
+    target = committed_before_kill + 2
     records = collect(
-        store, {"sim0": actor}, round_index=0, purpose="demo", target=3, seed_base=0, max_attempts=3
+        store, {"sim0": actor}, round_index=0, purpose="demo", target=target, seed_base=0, max_attempts=3
     )
-    assert len(records) == 3 == len(committed_episodes(store, 0, "demo"))
+    assert len(records) == target == len(committed_episodes(store, 0, "demo"))
     assert ray.get(actor.info.remote())["pid"] != pid
     torn = [e for e in store.in_flight() if e.status == "torn"]
     assert torn, "the killed writer's episode should be reported torn"
