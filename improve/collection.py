@@ -182,7 +182,7 @@ def collect(
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
                 log.warning("arm %s failed during %s of round %d: %s", arm, purpose, round_index, err)
                 failures[arm] = failures.get(arm, 0) + 1
-                last_error[arm] = hung.get(arm) or _first_line(err)
+                last_error[arm] = hung.get(arm) or root_cause_line(err)
                 if max_arm_failures and failures[arm] >= max_arm_failures:
                     reason = f"failed {failures[arm]} times: {last_error[arm]}"
                     log.error(
@@ -280,7 +280,7 @@ def staleness(records: list[Any], state: Any, r: int) -> dict[str, float]:
     return out
 
 
-def _first_line(err: BaseException) -> str:
+def root_cause_line(err: BaseException) -> str:
     """The root cause's message, one line: Ray wraps a remote error in a traceback."""
     cause = getattr(err, "cause", None) or err
     text = str(cause).strip().splitlines()
@@ -393,6 +393,6 @@ class RolloutStream:
             self.episodes += len(ray.get(ready[0]))
         except Exception as err:  # noqa: BLE001 - any failure of one arm's call: that arm leaves the stream
             log.warning("arm %s left round %d's rollouts ahead: %s", arm, self.round_index, err)
-            self.left[arm] = _first_line(err)
+            self.left[arm] = root_cause_line(err)
             return None
         return arm

@@ -138,6 +138,10 @@ class RayConfig:
     num_cpus: int = 0
     # Restarts of a robot actor that died (its torn episode is never sampled; the stage recollects).
     actor_max_restarts: int = 3
+    # Restarts of a learner (value or policy) whose process died (killed, out of memory): the driver asks the
+    # restarted one again (a refit resumes from its last training checkpoint) while the arms go on collecting in
+    # loop.mode=continual. 0: a dead learner stops the run (run the same command to resume).
+    learner_max_restarts: int = 3
     # Torch device of policy inference inside robot actors.
     actor_device: str = "cpu"
 

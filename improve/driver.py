@@ -28,6 +28,7 @@ from improve.collection import (
     collect,
     committed_episodes,
     episode_metrics,
+    root_cause_line,
     staleness,
 )
 from improve.config import VivarlConfig
@@ -50,6 +51,76 @@ def config_fingerprint(config: VivarlConfig) -> str:
     # Rounds are compared on the evaluation seeds: other seeds after a resume would leave nothing to pair.
     keep["eval_seed_base"] = config.loop.eval_seed_base
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def answer_with_restarts(
+    learner: Any,
+    ask: Callable[[], Any],
+    what: str,
+    *,
+    deadline_s: float,
+    restarts: int,
+    on_restart: Callable[[int, str], None] = lambda attempt, reason: None,
+) -> Any:
+    """``ray.get(ask())``, a call to ``learner``, within ``deadline_s`` (0: no limit). When the learner's process
+    dies under the call, Ray restarts it (up to the actor's ``max_restarts``): ``on_restart(restart, reason)`` is
+    told, the restarted learner's ``info()`` is awaited, and ``ask`` is called again, at most ``restarts`` times.
+    The learners' calls can be asked again: a refit resumes from its training checkpoint and returns the version it
+    published, labelling skips the episodes it has already labelled, a policy training starts over."""
+    import ray
+
+    timeout = deadline_s if deadline_s > 0 else None
+    restarted = 0
+    while True:
+        ref = ask()
+        try:
+            return ray.get(ref, timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            ray.cancel(ref)
+            raise RuntimeError(
+                f"the {what} gave no answer within {deadline_s:g} s (loop.learner_deadline_s): its learner may be "
+                "hung; look at its log under the run directory or with `ray logs`, then run the same command to "
+                "resume at this stage (raise loop.learner_deadline_s if it is only slow)"
+            ) from None
+        except ray.exceptions.ActorUnavailableError as err:
+            # The process died under the call (Ray restarts it) or is unreachable for now.
+            reason = root_cause_line(err)
+            if restarted == restarts:
+                raise RuntimeError(
+                    f"the learner died during the {what} ({reason}) after {restarts} restarts "
+                    "(ray.learner_max_restarts): look at its log under the run directory or with `ray logs` (out "
+                    "of memory?), then run the same command to resume at this stage"
+                ) from err
+            restarted += 1
+            on_restart(restarted, reason)
+            _await_restart(learner, what, timeout)
+        except ray.exceptions.ActorDiedError as err:
+            raise RuntimeError(
+                f"the learner died during the {what} and Ray will not restart it ({root_cause_line(err)}): look at "
+                "its log under the run directory or with `ray logs`, then run the same command to resume at this "
+                "stage"
+            ) from err
+
+
+def _await_restart(learner: Any, what: str, timeout: float | None) -> None:
+    """Until the restarted learner answers ``info()``: while Ray restarts an actor, calls to it fail at once."""
+    import ray
+
+    until = None if timeout is None else time.monotonic() + timeout
+    while until is None or time.monotonic() < until:
+        try:
+            ray.get(
+                learner.info.remote(), timeout=None if until is None else max(until - time.monotonic(), 0)
+            )
+            return
+        except ray.exceptions.ActorUnavailableError:
+            time.sleep(0.5)
+        except ray.exceptions.GetTimeoutError:
+            break
+    raise RuntimeError(
+        f"the learner that died during the {what} was not back within {timeout:g} s (loop.learner_deadline_s): "
+        "look at `ray status` (a node gone?), then run the same command to resume at this stage"
+    )
 
 
 def _console() -> Console:
@@ -76,6 +147,8 @@ class RoundDriver:
         self._set_aside: dict[str, str] = {}
         # loop.mode=continual: the next round's rollouts, collected while this round's learners work.
         self._rollouts_ahead: RolloutStream | None = None
+        # Learner processes that died during the stage running now and were asked again.
+        self._learner_restarts = 0
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> RunState:
@@ -95,13 +168,16 @@ class RoundDriver:
                 for stage in STAGES:
                     if self.state.is_done(round_index, stage):
                         continue
-                    self._set_aside = {}
+                    self._set_aside, self._learner_restarts = {}, 0
                     self._schedule_rollouts_ahead(round_index, stage)
                     self.state.round_outputs(round_index).setdefault("started_at", time.time())
                     with stage_timer(self.console, round_index, stage) as timer:
                         outputs = getattr(self, f"_stage_{stage}")(round_index)
                     if stage == "deploy":
                         outputs["ended_at"] = time.time()
+                    if self._learner_restarts:
+                        previous = self.state.round_outputs(round_index).get("learner_restarts", 0)
+                        outputs["learner_restarts"] = previous + self._learner_restarts
                     if self._set_aside:
                         # Which arm sat out which stage, and why: the round table and W&B show it.
                         previous = self.state.round_outputs(round_index).get("arms_set_aside", {})
@@ -171,21 +247,30 @@ class RoundDriver:
         if r == 0 and self._needs_backbone():
             outputs["backbone_dir"] = str(self.run_dir / "backbone")
             outputs["backbone"] = self._learner_answer(
-                self.value_learner.pretrain_backbone.remote(self._backbone_config()), "backbone pretraining"
+                self.value_learner,
+                lambda: self.value_learner.pretrain_backbone.remote(self._backbone_config()),
+                "backbone pretraining",
             )
         version = int(
-            self._learner_answer(self.value_learner.refit.remote(r, up_to_round=True), "value refit")
+            self._learner_answer(
+                self.value_learner,
+                lambda: self.value_learner.refit.remote(r, up_to_round=True),
+                "value refit",
+            )
         )
         # Values are written for the training episodes (which labelling reads) and, by the quality check, for
         # the held-out ones it judges on; the other evaluation episodes are never labelled.
         training = self._training_episodes(r).to_dict()
         quality = self._learner_answer(
-            self.value_learner.quality.remote(version, asdict(self.config.loop.value_floor), r),
+            self.value_learner,
+            lambda: self.value_learner.quality.remote(version, asdict(self.config.loop.value_floor), r),
             "value quality check",
         )
         used = version if quality["passed"] else None
         if used is not None:
-            self._learner_answer(self.value_learner.label.remote(used, training), "value labelling")
+            self._learner_answer(
+                self.value_learner, lambda: self.value_learner.label.remote(used, training), "value labelling"
+            )
         if not quality["passed"]:
             self.console.print(
                 f"[yellow]value v{version} fails the held-out quality floor ({quality['reason']}): "
@@ -244,7 +329,9 @@ class RoundDriver:
         if self.config.loop.policy_start == "deployed" and previous is not None:
             start_from = self.state.round_outputs(previous)["deployed_checkpoint"]
         result = self._learner_answer(
-            self.policy_learner.train_round.remote(r, run, start_from), "policy training"
+            self.policy_learner,
+            lambda: self.policy_learner.train_round.remote(r, run, start_from),
+            "policy training",
         )
         return {
             "policy_version": int(result["version"]),
@@ -428,20 +515,25 @@ class RoundDriver:
             )
         return ray.get(list(calls.values()))
 
-    def _learner_answer(self, ref: Any, what: str) -> Any:
-        """``ray.get`` within ``loop.learner_deadline_s``: a hung learner stops the run with its name, resumable."""
-        import ray
+    def _learner_answer(self, learner: Any, ask: Callable[[], Any], what: str) -> Any:
+        """The answer to ``ask()`` (a remote call to ``learner``) within ``loop.learner_deadline_s``; a learner
+        that died meanwhile is restarted by Ray and asked again, while the arms go on (loop.mode=continual)."""
 
-        deadline = self.config.loop.learner_deadline_s
-        try:
-            return ray.get(ref, timeout=deadline if deadline > 0 else None)
-        except ray.exceptions.GetTimeoutError:
-            ray.cancel(ref)
-            raise RuntimeError(
-                f"the {what} gave no answer within {deadline:g} s (loop.learner_deadline_s): its learner may be "
-                "hung; look at its log under the run directory or with `ray logs`, then run the same command to "
-                "resume at this stage (raise loop.learner_deadline_s if it is only slow)"
-            ) from None
+        def restarted(attempt: int, reason: str) -> None:
+            self.console.print(
+                f"[yellow]the learner died during the {what} ({reason}): Ray restarts it; asking again "
+                f"(try {attempt + 1} of {self.config.ray.learner_max_restarts + 1})"
+            )
+            self._learner_restarts += 1
+
+        return answer_with_restarts(
+            learner,
+            ask,
+            what,
+            deadline_s=self.config.loop.learner_deadline_s,
+            restarts=self.config.ray.learner_max_restarts,
+            on_restart=restarted,
+        )
 
     def _store(self) -> ReplayStore:
         if self.store is None:
@@ -462,6 +554,7 @@ class RoundDriver:
         metrics |= evaluation_metrics(self.state, r)
         metrics["labels/positive_fraction"] = outputs.get("positive_fraction", float("nan"))
         metrics["arms/set_aside"] = float(len(outputs.get("arms_set_aside", {})))
+        metrics["learners/restarts"] = float(outputs.get("learner_restarts", 0))
         quality = outputs.get("value_quality") or {}
         metrics |= {f"value/{k}": float(v) for k, v in quality.items() if isinstance(v, int | float)}
         metrics |= {f"time/{k}_s": v for k, v in self.state.stage_seconds.get(str(r), {}).items()}
@@ -614,25 +707,26 @@ class RoundDriver:
 
         self.config = config = fit_models_to_arm(config, RobotSpec.from_dict(infos[0]["spec"]))
         self.value_learner = launch_value_learner(
-            config.value_learner, config.valuemodel, telemetry=self._telemetry("value_learner")
+            config.value_learner,
+            config.valuemodel,
+            telemetry=self._telemetry("value_learner"),
+            max_restarts=config.ray.learner_max_restarts,
         )
         # Ray reports an actor's constructor error at its first call; make that call now, so that a value model the
         # arms' robot cannot feed is refused before the arms record a round, not after.
-        self._learner_answer(self.value_learner.latest_version.remote(), "value learner's start-up")
+        self._learner_answer(
+            self.value_learner, lambda: self.value_learner.latest_version.remote(), "value learner's start-up"
+        )
         self.policy_learner = launch_policy_learner(
-            config.policy_learner, telemetry=self._telemetry("policy_learner")
+            config.policy_learner,
+            telemetry=self._telemetry("policy_learner"),
+            max_restarts=config.ray.learner_max_restarts,
         )
         # A restarted driver gives the arms what was last deployed, not a policy trained but never deployed.
         deployed_round = self.state.latest_round_with("deployed")
         if deployed_round is not None:
             outputs = self.state.round_outputs(deployed_round)
             self._deploy(outputs["deployed_checkpoint"], outputs["deployed"])
-        # A restarted driver has a new value learner: it refits from the round-0 backbone, as before the restart.
-        backbone = self.state.round_outputs(0).get("backbone_dir")
-        if backbone and self.state.is_done(0, "refit_value"):
-            self._learner_answer(
-                self.value_learner.use_backbone.remote(backbone), "value learner's backbone load"
-            )
         self.console.print(
             f"[bold]vivarl[/] run [cyan]{self.run_name}[/]: {len(self.actors)} arms "
             f"({', '.join(self.actors)}), store {config.store_url}"

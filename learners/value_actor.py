@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -117,6 +119,8 @@ class ValueLearnerActor:
         self.model_config = ValueModelConfig.from_dict(model_config)
         self.use_gpu = use_gpu
         self.learner = ValueLearner(self.config, self.model_config)
+        # The learner may have gone on from a backbone chosen before this process started (a restart).
+        self.model_config = self.learner.model_config
         # The value learner's own W&B run: loss, learning rate and data wait per logged step, each version.
         self.telemetry = telemetry
         self.wandb = RoleRun(telemetry, {"learner": config, "model": model_config})
@@ -145,6 +149,14 @@ class ValueLearnerActor:
 
     def latest_version(self) -> int | None:
         return self.learner.latest_version()
+
+    def info(self) -> dict[str, Any]:
+        """Where this learner runs (a restarted one has another pid) and what it has published."""
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "latest_version": self.learner.latest_version(),
+        }
 
     def quality(self, version: int, floor: dict[str, Any], up_to_round: int | None = None) -> dict[str, Any]:
         with self._busy:
@@ -215,14 +227,23 @@ def launch_value_learner(
     model_config: ValueModelConfig,
     name: str | None = None,
     telemetry: RunTelemetry | None = None,
+    max_restarts: int = 0,
 ) -> Any:
     """Start the actor: with ``gpus_per_worker`` GPUs when the cluster has GPUs, on CPU otherwise. With
-    ``distributed`` set, the actor itself is a light coordinator and the Ray Train workers take the GPUs."""
+    ``distributed`` set, the actor itself is a light coordinator and the Ray Train workers take the GPUs.
+
+    A learner process that dies is restarted by Ray up to ``max_restarts`` times; the call it was answering fails
+    (it is not retried blindly) and the caller asks again: a refit resumes from its last training checkpoint."""
     import ray
 
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     own_gpus = config.gpus_per_worker if has_gpu and config.distributed == "none" else 0
     actor_class = ray.remote(ValueLearnerActor).options(
-        num_cpus=1, num_gpus=own_gpus, max_concurrency=4, name=name
+        num_cpus=1,
+        num_gpus=own_gpus,
+        max_concurrency=4,
+        name=name,
+        max_restarts=max_restarts,
+        max_task_retries=0,
     )
     return actor_class.remote(asdict(config), model_config.to_dict(), has_gpu, telemetry)

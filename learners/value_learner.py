@@ -17,6 +17,7 @@ publishing never publishes twice. Nothing here knows about Ray (``learners.value
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -57,6 +58,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
+# Which pretrained backbone this learner's refits start from, kept beside its versions: a learner process that
+# Ray restarts (or a resumed run) goes on from the same backbone instead of a random one.
+BACKBONE_FILE = "backbone.json"
 MODES = ("refit", "continual")
 NAN_POLICIES = ("raise", "skip")
 
@@ -265,6 +269,12 @@ class ValueLearner:
         self.device = resolve_device(config.device)
         self.root = Path(config.checkpoint_root)
         self.state_path = self.root / "train_state" / STATE_FILE
+        chosen = self.root / BACKBONE_FILE
+        if not model_config.pretrained_dir and chosen.is_file():
+            self.model_config = model_config = replace(
+                model_config, pretrained_dir=json.loads(chosen.read_text())["pretrained_dir"]
+            )
+            check_model_fits_store(model_config, self.store)
         self.task_names = list(config.task_names) or list(model_config.tasks)
         self._cache: LatentCache | None = None
         self._cache_owner = ""
@@ -335,6 +345,11 @@ class ValueLearner:
         """Start later refits from the video backbone in ``pretrained_dir`` (the round-0 pretraining's output)."""
         self.model_config = replace(self.model_config, pretrained_dir=str(pretrained_dir))
         check_model_fits_store(self.model_config, self.store)
+        if self.rank == 0:
+            self.root.mkdir(parents=True, exist_ok=True)
+            staging = self.root / f".{BACKBONE_FILE}.tmp-{os.getpid()}"
+            staging.write_text(json.dumps({"pretrained_dir": str(pretrained_dir)}))
+            os.replace(staging, self.root / BACKBONE_FILE)
 
     def prime_latent_cache(self, frames: FrameLatents) -> int:
         """Fill the latent cache with the backbone pretraining's latents of its frames (``use_backbone`` first), so

@@ -102,7 +102,7 @@ def test_a_learner_call_past_its_deadline_stops_the_run_naming_it(tmp_path):
     try:
         config = compose_config(f"run_dir={tmp_path / 'run'}", "loop.learner_deadline_s=2")
         with pytest.raises(RuntimeError, match=r"the value refit gave no answer within 2 s.*resume"):
-            RoundDriver(config)._learner_answer(hung_refit.remote(), "value refit")
+            RoundDriver(config)._learner_answer(None, hung_refit.remote, "value refit")
     finally:
         ray.shutdown()
 

@@ -4,6 +4,9 @@ fails leaves it while the others go on."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 
 import numpy as np
@@ -95,3 +98,85 @@ def test_a_stream_that_fails_hands_the_arms_back_and_says_why(tmp_path, local_ra
     assert running.stop() == 1  # arm a's episode under way was waited for, and no more asked
     assert isinstance(running.error, AttributeError)
     assert len(committed_episodes(store, 2, "rollout")) == 1
+
+
+def test_a_value_learner_killed_mid_refit_is_asked_again_while_the_arms_collect(tmp_path, local_ray):
+    """kill -9 of the value learner mid-refit: the arm goes on collecting, Ray restarts the learner, the driver's
+    call asks it again, and the refit resumes from its training checkpoint; one version, each episode labelled
+    once."""
+    from improve.driver import answer_with_restarts
+    from learners.value_actor import launch_value_learner
+    from learners.value_data import write_synthetic_store
+    from learners.value_learner import ValueLearnerConfig
+    from replay import EpisodeFilter
+    from valuemodel.checkpoint import list_versions, load_norm_stats
+    from valuemodel.config import ValueModelConfig
+
+    url, root = str(tmp_path / "replay"), tmp_path / "value"
+    store, kinds = write_synthetic_store(url, ["expert", "retry", "failure", "expert"])
+    config = ValueLearnerConfig(
+        store_url=url, checkpoint_root=str(root), steps=300, batch_size=8, task_names=["synthetic"],
+        log_every=0, device="cpu", checkpoint_every=5,
+    )  # fmt: skip
+    model = ValueModelConfig.preset("tiny", "static", image_height=32, image_width=32, static_channels=8)
+    learner = launch_value_learner(config, model, max_restarts=1)
+    pid = ray.get(learner.info.remote())["pid"]
+    running = stream(store, {"a": SyntheticArm.remote("a", url, 0.1)}, limit=10_000).start()
+
+    def ask(call):
+        return answer_with_restarts(
+            learner,
+            call,
+            "value refit",
+            deadline_s=300,
+            restarts=1,
+            on_restart=lambda attempt, why: restarts.append(why),
+        )
+
+    restarts: list = []
+    answer: dict = {}
+    refit = threading.Thread(target=lambda: answer.update(version=ask(lambda: learner.refit.remote(0, True))))
+    refit.start()
+    deadline = time.monotonic() + 120
+    while not (root / "train_state" / "state.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (root / "train_state" / "state.pt").exists(), "the refit wrote no training checkpoint"
+    os.kill(pid, signal.SIGKILL)
+    at_kill = len(committed_episodes(store, 2, "rollout"))
+    refit.join(timeout=300)
+    during_outage = len(committed_episodes(store, 2, "rollout")) - at_kill
+    running.stop()
+
+    assert answer == {"version": 1} and len(restarts) == 1
+    assert ray.get(learner.info.remote())["pid"] != pid
+    assert during_outage > 0, "the arm stopped collecting while the learner was down"
+    assert list_versions(root) == [1]
+    assert load_norm_stats(root)["provenance"]["steps"] == config.steps
+    # The restarted learner went on from the checkpoint, it did not train all the steps again.
+    assert 0 < ray.get(learner.metrics.remote())["steps"] < config.steps
+    training = EpisodeFilter(rounds=(0,)).to_dict()
+    assert ask(lambda: learner.label.remote(1, training)) == len(kinds)
+    assert ask(lambda: learner.label.remote(1, training)) == 0  # nothing labelled twice
+    ray.kill(learner)
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class MortalLearner:
+    def info(self) -> dict:
+        return {"pid": os.getpid()}
+
+    def train(self) -> int:
+        time.sleep(60)
+        return 1
+
+
+def test_a_learner_that_ray_will_not_restart_stops_the_call_with_what_to_do(local_ray):
+    from improve.driver import answer_with_restarts
+
+    learner = MortalLearner.remote()
+    pid = ray.get(learner.info.remote())["pid"]
+    threading.Timer(1.0, os.kill, (pid, signal.SIGKILL)).start()
+    with pytest.raises(RuntimeError, match="died during the policy training.*run the same command to resume"):
+        answer_with_restarts(
+            learner, lambda: learner.train.remote(), "policy training", deadline_s=120, restarts=3
+        )

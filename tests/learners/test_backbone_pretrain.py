@@ -148,3 +148,21 @@ def test_the_value_learners_cache_starts_with_the_pretrainings_latents(pretraine
     assert learner(cameras=["front"]).prime_latent_cache(frames) == total
     other_size = ValueLearner(primed.config, replace(primed.model_config, image_height=16, image_width=16))
     assert other_size.prime_latent_cache(frames) == 0
+
+
+def test_a_restarted_value_learner_goes_on_from_the_backbone_chosen_before(pretrained, tmp_path):
+    from learners.value_learner import ValueLearner, ValueLearnerConfig
+    from valuemodel.config import ValueModelConfig
+
+    root, _, _, _ = pretrained
+    config = ValueLearnerConfig(
+        store_url=str(root / "store"), checkpoint_root=str(tmp_path / "ckpt"), steps=1, batch_size=4,
+        task_names=["synthetic"], log_every=0, device="cpu",
+    )  # fmt: skip
+    model = ValueModelConfig.preset("tiny", "viva", image_height=32, image_width=32)
+    assert not ValueLearner(config, model).model_config.pretrained_dir
+    ValueLearner(config, model).use_backbone(str(root / "wan"))
+    # A new process with the same configs (Ray's restart of the learner, a resumed run) reads the choice back.
+    assert ValueLearner(config, model).model_config.pretrained_dir == str(root / "wan")
+    other_run = replace(config, checkpoint_root=str(tmp_path / "other"))
+    assert not ValueLearner(other_run, model).model_config.pretrained_dir
