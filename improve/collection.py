@@ -40,13 +40,11 @@ def committed_episodes(store: ReplayStore, round_index: int, purpose: str) -> li
 
 def started_seeds(store: ReplayStore, round_index: int, purpose: str) -> set[int]:
     """Seeds of this round's episodes of one purpose that were started but never committed (torn, aborted or still
-    being written), from their writers' heartbeats: drawn already, so never drawn again. An episode set apart with
-    ``vivarl-replay verify --quarantine`` is no longer in staging and is not counted."""
-    return {
-        e.seed
-        for e in store.in_flight()
-        if e.seed is not None and e.round == round_index and e.purpose == purpose
-    }
+    being written, from their writers' heartbeats; or set apart with ``vivarl-replay verify --quarantine``): drawn
+    already, so never drawn again."""
+    drawn = [(e.seed, e.round, e.purpose) for e in store.in_flight()]
+    drawn += [(q.get("seed"), q.get("round"), q.get("purpose")) for q in store.quarantined().values()]
+    return {seed for seed, r, p in drawn if seed is not None and (r, p) == (round_index, purpose)}
 
 
 def spread_seeds(seeds: list[int], arms: list[str]) -> dict[str, list[int]]:

@@ -218,6 +218,14 @@ class StoreLocation:
         names = self.list_names("torn")
         return names if self.is_local else [n[: -len(".json")] for n in names if n.endswith(".json")]
 
+    def quarantine_reason(self, episode_id: str) -> dict[str, Any]:
+        """What ``quarantine`` was told about the episode ({} when its marker is unreadable)."""
+        parts = ("torn", episode_id, "torn.json") if self.is_local else ("torn", f"{episode_id}.json")
+        try:
+            return self.read_json(*parts)
+        except (FileNotFoundError, ValueError):
+            return {}
+
 
 def writer_identity() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}

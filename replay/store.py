@@ -355,9 +355,17 @@ class ReplayStore:
         moved = []
         for entry in self.in_flight(stale_after_s=stale_after_s):
             if entry.status in ("torn", "aborted"):
-                self.location.quarantine(entry.episode_id, {"reason": entry.status, "time": time.time()})
+                # What it was recording stays known: its seed must not be drawn again for its round and purpose.
+                drawn = {"seed": entry.seed, "round": entry.round, "purpose": entry.purpose}
+                reason = {"reason": entry.status, "time": time.time(), "robot_id": entry.robot_id, **drawn}
+                self.location.quarantine(entry.episode_id, reason)
                 moved.append(entry.episode_id)
         return moved
+
+    def quarantined(self) -> dict[str, dict[str, Any]]:
+        """Episodes set apart by ``quarantine_torn``, by id: why, when, and what they were recording (seed, round,
+        purpose; absent for episodes set apart before those were kept)."""
+        return {e: self.location.quarantine_reason(e) for e in self.location.quarantined_ids()}
 
     def task_stats(
         self, records: Iterable[EpisodeRecord] | None = None

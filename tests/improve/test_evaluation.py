@@ -132,4 +132,10 @@ def test_a_seed_whose_episode_was_started_but_never_committed_is_not_drawn_again
     assert todo == [106, 107], "the torn seed 105 is never replayed"
     # Evaluation reruns exactly its fixed seeds, torn or not.
     assert seeds_to_collect([], 2, 0, 0, seeds=[105, 106], started={105}) == [105, 106]
+    # Set apart with `vivarl-replay verify --quarantine`, the torn episode's seed still counts as drawn.
+    aborted = [e.episode_id for e in reopened.in_flight() if e.status == "aborted"]
+    assert reopened.quarantine_torn() == aborted and len(aborted) == 1
+    assert reopened.in_flight()[0].seed == 106 and len(reopened.in_flight()) == 1
+    assert started_seeds(reopened, 2, "rollout") == {105}
+    assert list(reopened.quarantined().values())[0]["reason"] == "aborted"
     writing.abort("test over")
