@@ -15,6 +15,8 @@ from typing import Any
 KINDS = ("builtin", "act", "diffusion")
 HEADS = ("flow", "l1")
 DEPLOY_INDICATORS = ("positive", "negative", "dropped")
+# The simulator's end-effector position (actions 0-2), relative by default where no arm names its own.
+DEFAULT_RELATIVE_ACTION_DIMS = [0, 1, 2]
 
 
 @dataclass
@@ -46,10 +48,11 @@ class PolicyConfig:
     ``relative_action_dims`` and ``relative_state_dims``. Absolute position targets let a network copy the
     measured pose (action ~ state) and stall short of the item; grippers stay absolute (a relative gripper
     target drifts past the 4 mm margin that releases a held item, seen in simulator rollouts)."""
-    relative_action_dims: list[int] = field(default_factory=lambda: [0, 1, 2])
+    relative_action_dims: list[int] = field(default_factory=lambda: list(DEFAULT_RELATIVE_ACTION_DIMS))
     """Indices into the action of the relative actions (normalised per chunk step), filled from
-    ``relative_actions`` against the arm's names; set by hand only where no arm is at hand (tests). The default
-    is the simulator's end-effector position (actions 0-2 = ee x, y, z)."""
+    ``relative_actions`` against the arm's names. Set by hand (``relative_actions`` left None) to anything but
+    the default, they stand instead of the arm's choice; ``relative_actions`` is the clearer way. The default is
+    the simulator's end-effector position (actions 0-2 = ee x, y, z)."""
     relative_state_dims: list[int] | None = None
     """Indices into the state of the same quantities, pairwise with ``relative_action_dims``; None: the same
     indices (the simulator's state starts with its action's quantities)."""
@@ -192,9 +195,11 @@ class PolicyConfig:
             relative_action_dims=[list(action_names).index(n) for n in relative],
             relative_state_dims=[list(state_names).index(n) for n in relative],
         )
-        if self.relative_actions is None and not arm_relative_actions:
-            # Nothing named anywhere: the indices set by hand stand (a config made for a known arm), as long as
-            # each pairs an action with the state value of the same name.
+        hand_set = self.relative_action_dims != DEFAULT_RELATIVE_ACTION_DIMS
+        if self.relative_actions is None and (hand_set or not arm_relative_actions):
+            # Indices set by hand, or nothing named anywhere: the indices stand (policy.relative_action_dims=[]
+            # must not be replaced by the arm's relative actions; a stored config of a model trained with them is
+            # rebuilt as trained), as long as each pairs an action with the state value of the same name.
             for key in ("relative_actions", "relative_action_dims", "relative_state_dims"):
                 resolved.pop(key)
             pairs = zip(self.relative_action_dims, self.state_dims_of_relative, strict=True)

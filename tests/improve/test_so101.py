@@ -68,6 +68,16 @@ def test_every_policy_is_built_for_an_so101_from_its_spec(policy, tmp_path):
     assert action.shape == (6,) and np.all(np.isfinite(action))
 
 
+def test_relative_action_dims_set_by_hand_are_not_replaced_by_the_arms_choice(tmp_path):
+    config = compose_config(*SO101, "policy_learner.policy.relative_action_dims=[]")
+    fitted = fit_models_to_arm(config, so101_spec(config, tmp_path)).policy_learner.policy
+    assert fitted.relative_action_dims == [] and fitted.relative_actions is None
+    named = compose_config(*SO101, "policy_learner.policy.relative_actions=[]")
+    assert (
+        fit_models_to_arm(named, so101_spec(named, tmp_path)).policy_learner.policy.relative_action_dims == []
+    )
+
+
 @pytest.mark.parametrize("valuemodel", ["tiny", "static", "wvm_tiny"])
 def test_every_value_model_is_built_for_an_so101_from_its_spec(valuemodel, tmp_path):
     config = compose_config(*SO101, f"valuemodel={valuemodel}")
