@@ -65,8 +65,10 @@ def answer_with_restarts(
     """``ray.get(ask())``, a call to ``learner``, within ``deadline_s`` (0: no limit). When the learner's process
     dies under the call, Ray restarts it (up to the actor's ``max_restarts``): ``on_restart(restart, reason)`` is
     told, the restarted learner's ``info()`` is awaited, and ``ask`` is called again, at most ``restarts`` times.
-    The learners' calls can be asked again: a refit resumes from its training checkpoint and returns the version it
-    published, labelling skips the episodes it has already labelled, a policy training starts over."""
+    Ray says the same (ActorUnavailableError) when a live learner was only unreachable for a moment and the call
+    may have run, so every learner call must be safe to ask again: a refit resumes from its training checkpoint
+    and returns the version it published for the round, labelling skips the episodes it has already labelled, a
+    policy training returns the version published for the same round and request or starts over."""
     import ray
 
     timeout = deadline_s if deadline_s > 0 else None
@@ -117,6 +119,11 @@ def _await_restart(learner: Any, what: str, timeout: float | None) -> None:
             time.sleep(0.5)
         except ray.exceptions.GetTimeoutError:
             break
+        except ray.exceptions.ActorDiedError as err:
+            raise RuntimeError(
+                f"the learner that died during the {what} did not come back ({root_cause_line(err)}): look at its "
+                "log under the run directory or with `ray logs`, then run the same command to resume at this stage"
+            ) from err
     raise RuntimeError(
         f"the learner that died during the {what} was not back within {timeout:g} s (loop.learner_deadline_s): "
         "look at `ray status` (a node gone?), then run the same command to resume at this stage"
@@ -727,6 +734,15 @@ class RoundDriver:
         if deployed_round is not None:
             outputs = self.state.round_outputs(deployed_round)
             self._deploy(outputs["deployed_checkpoint"], outputs["deployed"])
+        # The value learner keeps its round-0 backbone beside its versions (a restarted learner reads it back);
+        # a run directory from before it did so has only the run state's record of it.
+        backbone = self.state.round_outputs(0).get("backbone_dir")
+        if backbone and self.state.is_done(0, "refit_value"):
+            self._learner_answer(
+                self.value_learner,
+                lambda: self.value_learner.use_backbone.remote(backbone),
+                "value learner's backbone load",
+            )
         self.console.print(
             f"[bold]vivarl[/] run [cyan]{self.run_name}[/]: {len(self.actors)} arms "
             f"({', '.join(self.actors)}), store {config.store_url}"

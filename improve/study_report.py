@@ -70,6 +70,18 @@ class RoundResult:
     def metric(self, name: str) -> float:
         return float(self.metrics.get(name, math.nan))
 
+    @property
+    def interventions_per_success(self) -> float:
+        """Corrected steps of the round's collection per successful collected episode (issue 24's measure of
+        what a success costs the operator); nan without successes."""
+        episodes = self.metric("collect/episodes")
+        steps = episodes * self.metric("collect/mean_length")
+        labelled = episodes - (
+            self.metric("collect/unlabelled") if "collect/unlabelled" in self.metrics else 0.0
+        )
+        successes = self.metric("collect/success_rate") * labelled
+        return self.metric("collect/intervention_rate") * steps / successes if successes > 0 else math.nan
+
 
 @dataclass
 class RunResult:
@@ -360,6 +372,7 @@ def _round_rows(results: StudyResults) -> list[list[str]]:
                 variant, str(r), _pct(float(np.mean([x.rate for x in rounds]))), per_seed,
                 f"{results.mean(variant, r, 'eval/successes_per_hour'):.0f}",
                 _pct(results.mean(variant, r, "collect/intervention_rate")),
+                f"{np.mean([x.interventions_per_success for x in rounds]):.0f}",
                 f"{sum(promoted)}/{len(promoted)}" if promoted else "-",
                 f"{np.mean([x.seconds for x in rounds]) / 60:.1f}",
             ])  # fmt: skip
@@ -384,12 +397,13 @@ def section_body(
     lines = _header(study, runs, results, command)
     lines += ["", "### Success per round", "", f"![success per round]({plot})", ""]
     header = ("variant", "round", "success (mean)", "per run seed (Wilson 95%)", "succ/robot-h", "interv rate",
-              "promoted", "wall min")  # fmt: skip
+              "interv/succ", "promoted", "wall min")  # fmt: skip
     lines += _table(header, _round_rows(results))
     lines.append(
         "\nSuccess: the round's evaluation on the fixed seeds; succ/robot-h: evaluation successes per robot-hour; "
-        "interv rate: the round's collection (round 0 records demonstrations); promoted: run seeds whose gate "
-        "deployed the round's policy; means over run seeds.\n"
+        "interv rate: the share of the round's collected steps a corrector took over (round 0 records "
+        "demonstrations); interv/succ: those corrected steps per successful collected episode; promoted: run "
+        "seeds whose gate deployed the round's policy; means over run seeds.\n"
     )
     if final > 0:
         lines += [f"### Round {final} against round 0, per run seed (paired on the evaluation seeds)", ""]

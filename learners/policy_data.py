@@ -211,7 +211,7 @@ class BatchConverter:
         actions = relative_to_state(
             actions,
             batch["state"],
-            self.config.relative_action_dims,
+            self.config.relative_action_dims or [],
             state_dims=self.config.state_dims_of_relative,
         )
         targets = PolicyTargets(

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from learners.policy_data import (
     normalization_stats,
 )
 from policy.base import Normalizer, PolicyInputs, PolicyModel, PolicyTargets
-from policy.checkpoint import list_versions, load_model, save_policy
+from policy.checkpoint import list_versions, load_model, read_meta, save_policy
 from policy.config import PolicyConfig
 from policy.factory import build_model
 from replay import TRAINING_PURPOSES, EpisodeFilter, FrameIndex, Outcome, ReplayStore
@@ -313,6 +314,11 @@ def train_policy_round(
             "episodes": [r.meta.episode_id for r in records],
             "frames_used": kept,
             "steps": config.steps,
+            "request": training_request(config),
+            "final_loss": float(losses[-1]) if losses else float("nan"),
+            "samples_per_s": timing.samples_per_s(step, config.batch_size),
+            "data_wait_fraction": timing.data_wait_fraction,
+            "wall_time_s": time.monotonic() - started,
         },
     )
     log(f"round {round_index}: saved {folder}")
@@ -333,6 +339,38 @@ def train_policy_round(
         samples_per_s=timing.samples_per_s(step, config.batch_size),
         data_wait_fraction=timing.data_wait_fraction,
     )
+
+
+def training_request(config: PolicyLearnerConfig) -> dict[str, Any]:
+    """What a round's training was asked for, as saved with its version: the same request is not trained twice."""
+    return {
+        "labelling_run": config.labelling_run,
+        "base_checkpoint": None if config.base_checkpoint is None else str(config.base_checkpoint),
+        "restart_each_round": config.restart_each_round,
+        "extraction": config.extraction,
+        "steps": config.steps,
+        "seed": config.seed,
+    }
+
+
+def published_round(config: PolicyLearnerConfig, round_index: int) -> PolicyTrainResult | None:
+    """The version already published for this round and request, if any (a learner restarted mid-call, or a
+    driver that died after the training, asks again)."""
+    for version in reversed(list_versions(config.checkpoint_dir)):
+        folder = version_dir(config.checkpoint_dir, version)
+        meta = read_meta(folder)
+        if meta.get("round") == round_index and meta.get("request") == training_request(config):
+            return PolicyTrainResult(
+                folder,
+                version,
+                round_index,
+                int(meta["frames_used"]),
+                [float(meta["final_loss"])],
+                float(meta["wall_time_s"]),
+                samples_per_s=float(meta["samples_per_s"]),
+                data_wait_fraction=float(meta["data_wait_fraction"]),
+            )
+    return None
 
 
 def _to_device(
@@ -371,4 +409,10 @@ class PolicyLearner:
         config = self.config if labelling_run is None else replace(self.config, labelling_run=labelling_run)
         if start_from is not None:
             config = replace(config, base_checkpoint=start_from, restart_each_round=True)
+        published = published_round(config, round_index)
+        if published is not None:
+            self.log(
+                f"round {round_index}: already trained as version {published.version}, not trained again"
+            )
+            return published
         return train_policy_round(config, round_index, self.log, self.on_metrics)

@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ class ValueLearnerActor:
         self.config = ValueLearnerConfig(**config)
         self.model_config = ValueModelConfig.from_dict(model_config)
         self.use_gpu = use_gpu
+        self.started_at = time.time()
         self.learner = ValueLearner(self.config, self.model_config)
         # The learner may have gone on from a backbone chosen before this process started (a restart).
         self.model_config = self.learner.model_config
@@ -155,6 +157,7 @@ class ValueLearnerActor:
         return {
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "started_at": self.started_at,
             "latest_version": self.learner.latest_version(),
         }
 

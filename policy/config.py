@@ -15,8 +15,6 @@ from typing import Any
 KINDS = ("builtin", "act", "diffusion")
 HEADS = ("flow", "l1")
 DEPLOY_INDICATORS = ("positive", "negative", "dropped")
-# The simulator's end-effector position (actions 0-2), relative by default where no arm names its own.
-DEFAULT_RELATIVE_ACTION_DIMS = [0, 1, 2]
 
 
 @dataclass
@@ -48,11 +46,10 @@ class PolicyConfig:
     ``relative_action_dims`` and ``relative_state_dims``. Absolute position targets let a network copy the
     measured pose (action ~ state) and stall short of the item; grippers stay absolute (a relative gripper
     target drifts past the 4 mm margin that releases a held item, seen in simulator rollouts)."""
-    relative_action_dims: list[int] = field(default_factory=lambda: list(DEFAULT_RELATIVE_ACTION_DIMS))
+    relative_action_dims: list[int] | None = None
     """Indices into the action of the relative actions (normalised per chunk step), filled from
-    ``relative_actions`` against the arm's names. Set by hand (``relative_actions`` left None) to anything but
-    the default, they stand instead of the arm's choice; ``relative_actions`` is the clearer way. The default is
-    the simulator's end-effector position (actions 0-2 = ee x, y, z)."""
+    ``relative_actions`` against the arm's names. None: from the arm (``with_robot_spec``); set by hand (with
+    ``relative_actions`` left None) they stand instead of the arm's choice, e.g. [] for absolute actions."""
     relative_state_dims: list[int] | None = None
     """Indices into the state of the same quantities, pairwise with ``relative_action_dims``; None: the same
     indices (the simulator's state starts with its action's quantities)."""
@@ -121,14 +118,14 @@ class PolicyConfig:
                 f"{self.action_dim}"
             )
         if self.relative_state_dims is not None and len(self.relative_state_dims) != len(
-            self.relative_action_dims
+            self.relative_action_dims or []
         ):
             raise ValueError(
                 f"relative_state_dims {self.relative_state_dims} must pair with relative_action_dims "
                 f"{self.relative_action_dims}"
             )
         if self.is_resolved:
-            bad = [i for i in self.relative_action_dims if not 0 <= i < self.action_dim]
+            bad = [i for i in self.relative_action_dims or [] if not 0 <= i < self.action_dim]
             bad += [i for i in self.state_dims_of_relative if not 0 <= i < self.state_dim]
             if bad:
                 raise ValueError(
@@ -145,7 +142,7 @@ class PolicyConfig:
     def state_dims_of_relative(self) -> list[int]:
         """The state indices paired with ``relative_action_dims``."""
         if self.relative_state_dims is None:
-            return list(self.relative_action_dims)
+            return list(self.relative_action_dims or [])
         return list(self.relative_state_dims)
 
     def with_robot_spec(
@@ -195,11 +192,10 @@ class PolicyConfig:
             relative_action_dims=[list(action_names).index(n) for n in relative],
             relative_state_dims=[list(state_names).index(n) for n in relative],
         )
-        hand_set = self.relative_action_dims != DEFAULT_RELATIVE_ACTION_DIMS
-        if self.relative_actions is None and (hand_set or not arm_relative_actions):
-            # Indices set by hand, or nothing named anywhere: the indices stand (policy.relative_action_dims=[]
-            # must not be replaced by the arm's relative actions; a stored config of a model trained with them is
-            # rebuilt as trained), as long as each pairs an action with the state value of the same name.
+        if self.relative_actions is None and self.relative_action_dims is not None:
+            # Indices set by hand stand (policy.relative_action_dims=[] is not replaced by the arm's relative
+            # actions; a stored config is rebuilt as it was trained), as long as each pairs an action with the
+            # state value of the same name.
             for key in ("relative_actions", "relative_action_dims", "relative_state_dims"):
                 resolved.pop(key)
             pairs = zip(self.relative_action_dims, self.state_dims_of_relative, strict=True)

@@ -207,9 +207,11 @@ class StoreLocation:
     def quarantine(self, episode_id: str, reason: dict[str, Any]) -> None:
         """Set a torn episode apart for good; its data is kept for forensics, never deleted here."""
         if self.is_local:
+            # The marker goes in first, so that a crash between the two steps cannot leave a set-apart episode
+            # without one.
+            self.write_json_atomic(reason, "staging", episode_id, "torn.json")
             os.makedirs(self.path("torn"), exist_ok=True)
             os.rename(self.path("staging", episode_id), self.path("torn", episode_id))
-            self.write_json_atomic(reason, "torn", episode_id, "torn.json")
             return
         # Object stores cannot move a prefix cheaply: a marker sets it apart and in_flight_ids skips it.
         self.write_json_atomic(reason, "torn", f"{episode_id}.json")
@@ -219,12 +221,22 @@ class StoreLocation:
         return names if self.is_local else [n[: -len(".json")] for n in names if n.endswith(".json")]
 
     def quarantine_reason(self, episode_id: str) -> dict[str, Any]:
-        """What ``quarantine`` was told about the episode ({} when its marker is unreadable)."""
+        """What ``quarantine`` was told about the episode, over what its writer's heartbeat says (seed, round,
+        purpose); {} when neither can be read."""
         parts = ("torn", episode_id, "torn.json") if self.is_local else ("torn", f"{episode_id}.json")
-        try:
-            return self.read_json(*parts)
-        except (FileNotFoundError, ValueError):
-            return {}
+        writer = (
+            ("torn", episode_id, WRITER_FILE)
+            if self.is_local
+            else (*self.writing_parts(episode_id), WRITER_FILE)
+        )
+        reason: dict[str, Any] = {}
+        for found in (parts, writer):
+            try:
+                # The writer's heartbeat, kept with the data, names what it recorded when the marker does not.
+                reason = {**self.read_json(*found), **reason}
+            except (FileNotFoundError, ValueError):
+                continue
+        return reason
 
 
 def writer_identity() -> dict[str, Any]:

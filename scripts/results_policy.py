@@ -55,7 +55,7 @@ EVAL_SEED_OFFSET = 100_000
 
 
 def describe(config: PolicyConfig) -> str:
-    relative = ", ".join(str(i) for i in config.relative_action_dims) or "none"
+    relative = ", ".join(str(i) for i in config.relative_action_dims or []) or "none"
     return (
         f"{config.head} head, cameras {'+'.join(config.cameras)} {config.image_size}x{config.image_size}, "
         f"chunk {config.chunk_size} with {config.execute_steps} executed, "

@@ -138,4 +138,9 @@ def test_a_seed_whose_episode_was_started_but_never_committed_is_not_drawn_again
     assert reopened.in_flight()[0].seed == 106 and len(reopened.in_flight()) == 1
     assert started_seeds(reopened, 2, "rollout") == {105}
     assert list(reopened.quarantined().values())[0]["reason"] == "aborted"
+    # A marker that does not name the seed (set apart before markers did): the writer's heartbeat still does.
+    older = start("arm0", 2, 107)
+    older.abort("arm died")
+    reopened.location.quarantine(older.episode_id, {"reason": "aborted"})
+    assert started_seeds(reopened, 2, "rollout") == {105, 107}
     writing.abort("test over")

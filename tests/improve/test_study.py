@@ -385,3 +385,15 @@ def test_the_section_goes_first_after_the_header_and_is_then_replaced_in_place(t
         empty.read_text()
         == "# vivarl results\n\n<!-- section: study -->\nbody\n<!-- end section: study -->\n"
     )
+
+
+def test_interventions_per_success_counts_corrected_steps_per_successful_collected_episode():
+    from improve.study_report import RoundResult
+
+    metrics = {
+        "collect/episodes": 10.0, "collect/mean_length": 200.0, "collect/intervention_rate": 0.25,
+        "collect/success_rate": 0.5, "collect/unlabelled": 0.0,
+    }  # fmt: skip
+    assert RoundResult({}, metrics, 0.0, None).interventions_per_success == 0.25 * 2000 / 5
+    none_succeeded = RoundResult({}, {**metrics, "collect/success_rate": 0.0}, 0.0, None)
+    assert math.isnan(none_succeeded.interventions_per_success)

@@ -79,6 +79,11 @@ def test_rounds_train_save_provenance_and_deploy_in_run_episode(labelled_store, 
     finally:
         sim.disconnect()
     assert result.steps == 5
+    # Asked again for the same round and request (a restarted learner, a resumed driver): the version published.
+    again = learner.train_round(1)
+    assert (again.version, again.checkpoint, again.frames) == (1, second.checkpoint, second.frames)
+    assert again.losses == [second.losses[-1]] and any("not trained again" in line for line in lines)
+    assert learner.train_round(1, start_from=str(first.checkpoint)).version == 2, "another request trains"
 
 
 def test_too_few_frames_for_one_batch_is_a_clear_error(labelled_store, tmp_path):
