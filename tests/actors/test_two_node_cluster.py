@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -26,24 +27,45 @@ def run(args: list[str], env: dict[str, str], timeout: float = 180) -> str:
     return done.stdout
 
 
-def ray_processes() -> set[int]:
-    pids = set()
+def process_table() -> dict[int, tuple[int, list[bytes]]]:
+    """Every process's parent and environment, read from /proc (this one left out)."""
+    table = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace").lower()
+                status = (entry / "status").read_text()
+                environ = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if "ray" in cmdline and int(entry.name) != os.getpid():
-                pids.add(int(entry.name))
-    return pids
+            ppid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
+            table[int(entry.name)] = (ppid, environ)
+    return table
 
 
-def stop_new_ray_processes(before: set[int]) -> None:
-    """Stop only the Ray processes this test started (``ray stop`` would stop every Ray on the machine)."""
-    for pid in ray_processes() - before:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def processes_started_with_home(home: Path) -> set[int]:
+    """The Ray processes this test started: those whose environment has the test's private ``HOME``, and all
+    their descendants (Ray's agents rename themselves over their command line and environment, so only their
+    parent tells them apart). Never "every new Ray process": that would also stop a Ray that another program on
+    the machine started meanwhile, such as a study's run."""
+    mark = f"HOME={home}".encode()
+    table = process_table()
+    found = {pid for pid, (_, environ) in table.items() if mark in environ}
+    while grown := {pid for pid, (ppid, _) in table.items() if ppid in found} - found:
+        found |= grown
+    return found
+
+
+def stop_processes_started_with_home(home: Path, timeout: float = 30) -> None:
+    """Kill this test's Ray processes, and wait until they are gone (a straggler would outlive the test)."""
+    pids = processes_started_with_home(home)
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        pids = {pid for pid in pids if Path(f"/proc/{pid}").exists()} | processes_started_with_home(home)
+    assert not pids, f"Ray processes of this test still running after {timeout:.0f} s: {sorted(pids)}"
 
 
 def test_robot_actor_lands_on_the_node_with_its_resource(tmp_path):
@@ -52,7 +74,6 @@ def test_robot_actor_lands_on_the_node_with_its_resource(tmp_path):
     # Ray's socket paths must stay under 107 bytes, so its session folders go in short /tmp names.
     head_dir, worker_dir = (tempfile.mkdtemp(prefix=p, dir="/tmp") for p in ("vh", "vw"))
     port = "6391"
-    before = ray_processes()
     try:
         run(
             [
@@ -89,7 +110,7 @@ def test_robot_actor_lands_on_the_node_with_its_resource(tmp_path):
         assert refused.returncode != 0
         out = run([sys.executable, str(PROBE), f"127.0.0.1:{port}", str(tmp_path / "replay")], env)
     finally:
-        stop_new_ray_processes(before)
+        stop_processes_started_with_home(tmp_path)
         for folder in (head_dir, worker_dir):
             shutil.rmtree(folder, ignore_errors=True)
     result = json.loads(out.strip().splitlines()[-1])
