@@ -55,6 +55,15 @@ def processes_started_with_home(home: Path) -> set[int]:
     return found
 
 
+def is_running(pid: int) -> bool:
+    """Whether ``pid`` still runs: a killed process stays in /proc as a zombie until its parent reaps it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return not any(line.startswith("State:") and line.split()[1] == "Z" for line in status.splitlines())
+
+
 def stop_processes_started_with_home(home: Path, timeout: float = 30) -> None:
     """Kill this test's Ray processes, and wait until they are gone (a straggler would outlive the test)."""
     pids = processes_started_with_home(home)
@@ -64,7 +73,7 @@ def stop_processes_started_with_home(home: Path, timeout: float = 30) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
-        pids = {pid for pid in pids if Path(f"/proc/{pid}").exists()} | processes_started_with_home(home)
+        pids = {pid for pid in pids | processes_started_with_home(home) if is_running(pid)}
     assert not pids, f"Ray processes of this test still running after {timeout:.0f} s: {sorted(pids)}"
 
 
