@@ -160,11 +160,19 @@ class RobotWorker:
         self.store.write_derived("help_request", "live-value", episode_id, mask)
 
     # -- episodes -----------------------------------------------------------------------------------------
-    def run_episodes(self, purpose: str, round: int, seeds: list[int]) -> list[dict]:
+    def run_episodes(
+        self, purpose: str, round: int, seeds: list[int], policy: PackedCheckpoint | None = None
+    ) -> list[dict]:
         """Run one episode per seed. "demo": the demonstrator drives; "rollout": the policy drives and the
-        corrector may take over; "eval": the policy alone. Returns one summary per committed episode."""
+        corrector may take over; "eval": the policy alone. Returns one summary per committed episode.
+
+        ``policy``: weights to swap in before the first episode (the scheduler of ``loop.mode=continual`` sends
+        a newly deployed or a candidate policy with the arm's next episode, so it loads at an episode boundary)."""
         if purpose not in PURPOSES:
             raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
+        if policy is not None:
+            # This call runs ``policy``: weights queued earlier for another version are dropped.
+            self._pending = policy if policy.version != self.policy_version else None
         summaries = []
         for seed in seeds:
             self._wait_for_reset(purpose)

@@ -8,8 +8,6 @@ A resumed run therefore neither loses nor duplicates an episode.
 from __future__ import annotations
 
 import logging
-import math
-import threading
 import time
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
@@ -254,8 +252,9 @@ def staleness(records: list[Any], state: Any, r: int) -> dict[str, float]:
 
     - ``label_s``: the median time from a training episode's commit to the labelling that first took it in
       (round r's labelling takes round r's rollouts, or demonstrations in round 0);
-    - ``policy_first_use_s``: from the end of the previous round's policy training to the first rollout an arm
-      ran with that version (measured in the round that collects with it; missing when the gate kept the old one).
+    - ``policy_first_use_s``: from the previous round's deployment of its policy (its publication to the arms;
+      the end of its training in runs from before deployments were timed) to the first rollout an arm ran with
+      that version (measured in the round that collects with it; missing when the gate kept the old one).
     """
     outputs = state.round_outputs(r)
     out: dict[str, float] = {}
@@ -265,8 +264,9 @@ def staleness(records: list[Any], state: Any, r: int) -> dict[str, float]:
     if labelled_at is not None and ends:
         out["label_s"] = float(np.median([labelled_at - end for end in ends]))
     previous = state.round_outputs(r - 1) if r > 0 else {}
-    trained_at, version = previous.get("trained_at"), previous.get("policy_version")
-    if trained_at is not None and version is not None:
+    published_at = previous.get("deployed_at", previous.get("trained_at"))
+    version = previous.get("policy_version")
+    if published_at is not None and version is not None:
         name = version_name(version)
         starts = [
             x.meta.start_time
@@ -274,7 +274,7 @@ def staleness(records: list[Any], state: Any, r: int) -> dict[str, float]:
             if x.meta.policy_version == name and x.meta.purpose == "rollout"
         ]
         if starts:
-            out["policy_first_use_s"] = float(min(starts) - trained_at)
+            out["policy_first_use_s"] = float(min(starts) - published_at)
     return out
 
 
@@ -283,114 +283,3 @@ def root_cause_line(err: BaseException) -> str:
     cause = getattr(err, "cause", None) or err
     text = str(cause).strip().splitlines()
     return text[-1] if text else type(cause).__name__
-
-
-# A round's rollouts collected ahead (RolloutStream) draw seeds from the upper half of the round's range, so that
-# they never meet the seeds of the round's own collection attempts.
-STREAM_SEED_OFFSET = 50_000
-
-
-class RolloutStream:
-    """Rollouts on every arm while the learners work (``loop.mode=continual``), so that the arms are not idle
-    during a round's value refit, labelling and policy training.
-
-    ``start`` collects rollouts of ``round_index`` (the next round) with whatever policy each arm has deployed, one
-    episode per arm per call, until the store holds ``limit`` committed rollouts of that round or ``stop`` is
-    called; ``stop`` lets the episodes under way finish (each within ``episode_deadline_s``) and returns, so that
-    the arms are free for the evaluation. The next round's own collect stage then tops up whatever is missing, so
-    a stream that stopped early, crashed or was never started changes nothing but when episodes were recorded.
-
-    An arm whose call fails leaves the stream for this round (its collect stage retries and sets it aside as
-    usual); a hung one is killed for Ray to restart, as in ``collect``.
-    """
-
-    def __init__(
-        self,
-        store: ReplayStore,
-        actors: dict[str, Any],
-        *,
-        round_index: int,
-        limit: int,
-        seed_base: int,
-        episode_deadline_s: float = 0.0,
-    ) -> None:
-        self.store, self.actors, self.round_index, self.limit = store, dict(actors), round_index, limit
-        self.episode_deadline_s = episode_deadline_s
-        started = started_seeds(store, round_index, "rollout")  # before the committed ones, as in collect
-        committed = committed_episodes(store, round_index, "rollout")
-        band = seed_base + STREAM_SEED_OFFSET
-        drawn = started | {r.meta.seed for r in committed if r.meta.seed is not None}
-        self._next_seed = max([band, *(seed + 1 for seed in drawn if seed >= band)])
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.episodes = 0
-        self.left: dict[str, str] = {}
-        self.error: Exception | None = None
-        self._pending: dict[Any, tuple[str, float]] = {}
-
-    def start(self) -> RolloutStream:
-        self._thread = threading.Thread(target=self._run, name=f"rollouts-r{self.round_index}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> int:
-        """Stop asking for episodes, wait for those under way, and return how many the stream committed. An error
-        that ended the stream early is logged and kept in ``error``; the arms are free either way."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-        return self.episodes
-
-    def _run(self) -> None:
-        try:
-            have = len(committed_episodes(self.store, self.round_index, "rollout"))
-            for arm in sorted(self.actors):
-                if have + len(self._pending) < self.limit:
-                    self._ask(arm)
-            while self._pending:
-                arm = self._await_one()
-                if arm is None:
-                    continue
-                have = len(committed_episodes(self.store, self.round_index, "rollout"))
-                if not self._stopping.is_set() and have + len(self._pending) < self.limit:
-                    self._ask(arm)
-        except Exception as exc:  # noqa: BLE001 - a stream that fails must still hand the arms back
-            self.error = exc
-            log.error("round %d's rollouts ahead stopped early: %s", self.round_index, exc)
-            self._stopping.set()
-            while self._pending:
-                try:
-                    self._await_one()
-                except Exception as again:  # noqa: BLE001 - keep draining: the arms must be free on return
-                    log.error("round %d's rollouts ahead: %s", self.round_index, again)
-                    self._pending.clear()
-
-    def _ask(self, arm: str) -> None:
-        seed, self._next_seed = self._next_seed, self._next_seed + 1
-        deadline = time.monotonic() + self.episode_deadline_s if self.episode_deadline_s > 0 else math.inf
-        call = self.actors[arm].run_episodes.remote("rollout", self.round_index, [seed])
-        self._pending[call] = (arm, deadline)
-
-    def _await_one(self) -> str | None:
-        """Wait for one call under way; the arm whose episode committed, or None (a hung arm was killed for Ray to
-        restart, or an arm's call failed and it left the stream)."""
-        import ray
-
-        soonest = min(deadline for _, deadline in self._pending.values())
-        timeout = None if soonest == math.inf else max(soonest - time.monotonic(), 0.0)
-        ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
-        if not ready:
-            for ref, (arm, deadline) in list(self._pending.items()):
-                if deadline <= time.monotonic():
-                    log.error("arm %s is hung in round %d's rollouts ahead: restarted", arm, self.round_index)
-                    ray.kill(self.actors[arm], no_restart=False)
-                    self._pending[ref] = (arm, math.inf)
-            return None
-        arm, _ = self._pending.pop(ready[0])
-        try:
-            self.episodes += len(ray.get(ready[0]))
-        except Exception as err:  # noqa: BLE001 - any failure of one arm's call: that arm leaves the stream
-            log.warning("arm %s left round %d's rollouts ahead: %s", arm, self.round_index, err)
-            self.left[arm] = root_cause_line(err)
-            return None
-        return arm

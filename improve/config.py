@@ -99,12 +99,14 @@ class LoopConfig:
     # The first call to each arm waits for Ray to place its actor on the arm's node and for the arm to connect
     # (a node that joins late, a slow camera): this long at most. 0: no limit.
     arm_startup_deadline_s: float = 3600.0
-    # "pipeline": stages one after another, the arms idle while the learners work. "continual": while round r's
-    # learners refit, label and train (r >= 1), the arms collect round r+1's rollouts with the deployed policy, so
-    # those rollouts ran the policy one round older (see improve.collection.RolloutStream).
+    # "pipeline": stages one after another, the arms idle while the learners work. "continual": from round 1 on the
+    # arms stay in episodes through every stage (improve.scheduler): rollouts with the deployed policy, which an
+    # arm picks up at its next episode boundary, and a candidate's evaluation seeds in between. A round's collect
+    # stage ends once it has loop.episodes_per_round rollouts of the newest deployed policy; the rollouts recorded
+    # meanwhile by the one before are the round's too, so a round trains on more data than in the pipeline.
     mode: str = "pipeline"
-    # continual: how many of the next round's rollouts to collect ahead (0: loop.episodes_per_round; more gives
-    # the next round more data than the pipeline's, and its collect stage takes them all).
+    # continual: at most this many of a round's rollouts recorded before its collect stage, i.e. while the round
+    # before learns and evaluates (0: no limit, the arms never wait).
     rollouts_ahead: int = 0
     # "simulator" (ground truth) or "operator" (a prompt on each arm's node; unlabelled after the time-out).
     outcome_source: str = "simulator"

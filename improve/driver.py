@@ -23,7 +23,6 @@ from actors.robot_actor import ActorSettings, launch_robot_actors
 from actors.weights import pack_checkpoint
 from checkpoints import version_dir, version_name
 from improve.collection import (
-    RolloutStream,
     arm_utilisation,
     collect,
     committed_episodes,
@@ -36,6 +35,7 @@ from improve.evaluation import evaluation_seeds, paired_comparison, promote
 from improve.monitor import RoundMonitor
 from improve.report import evaluation_metrics, progress_bar, round_table, stage_table, stage_timer
 from improve.run_state import STAGES, RunState
+from improve.scheduler import ArmScheduler, PolicyRegistry
 from learners.policy_actor import launch_policy_learner
 from learners.policy_labels import label_store, looks_to_episode_end
 from learners.value_actor import launch_value_learner
@@ -152,8 +152,10 @@ class RoundDriver:
         self._control_hz = 10.0
         # Arms set aside during the stage running now: arm -> "<purpose>: <reason>".
         self._set_aside: dict[str, str] = {}
-        # loop.mode=continual: the next round's rollouts, collected while this round's learners work.
-        self._rollouts_ahead: RolloutStream | None = None
+        # Every policy version published to the arms, and which one is deployed.
+        self._registry = PolicyRegistry()
+        # loop.mode=continual: keeps the arms in episodes through every stage from round 1 on.
+        self._scheduler: ArmScheduler | None = None
         # Learner processes that died during the stage running now and were asked again.
         self._learner_restarts = 0
 
@@ -176,7 +178,7 @@ class RoundDriver:
                     if self.state.is_done(round_index, stage):
                         continue
                     self._set_aside, self._learner_restarts = {}, 0
-                    self._schedule_rollouts_ahead(round_index, stage)
+                    self._keep_arms_busy(round_index)
                     self.state.round_outputs(round_index).setdefault("started_at", time.time())
                     with stage_timer(self.console, round_index, stage) as timer:
                         outputs = getattr(self, f"_stage_{stage}")(round_index)
@@ -193,42 +195,53 @@ class RoundDriver:
                     self.state.save(self.run_dir)
                 self._report_round(round_index)
         finally:
-            self._stop_rollouts_ahead()
+            self._stop_scheduler()
             if self.monitor is not None:
                 self.monitor.finish()
         return self.state
 
     # -- the arms while the learners work ---------------------------------------------------------------------
-    def _schedule_rollouts_ahead(self, r: int, stage: str) -> None:
-        """loop.mode=continual: while round r's learners refit, label and train (r >= 1, with a policy deployed),
-        the arms collect round r+1's rollouts with it; they stop for the stages that need the arms (evaluate,
-        deploy, collect). In the pipeline mode the arms wait."""
-        learning = stage in ("refit_value", "label_advantages", "train_policy")
-        if self.config.loop.mode != "continual" or not learning:
-            self._stop_rollouts_ahead()
+    def _keep_arms_busy(self, r: int) -> None:
+        """loop.mode=continual: from round 1 on (once a policy is deployed) the arms stay in episodes through
+        every stage: rollouts with the deployed policy, picked up at each episode boundary, and the candidate's
+        evaluation seeds when it needs scoring. In the pipeline mode the arms wait while the learners work."""
+        if self.config.loop.mode != "continual" or self._scheduler is not None:
             return
-        if self._rollouts_ahead is not None or not 1 <= r < self.config.loop.rounds or self._deployed is None:
+        if r < 1 or self._registry.deployed() is None:
             return
         loop = self.config.loop
-        self._rollouts_ahead = RolloutStream(
+        rollout_round: int | None = r
+        if self.state.is_done(r, "collect"):
+            rollout_round = r + 1 if r < loop.rounds else None
+        self._scheduler = ArmScheduler(
             ReplayStore.open(self.config.store_url),
             self.actors,
-            round_index=r + 1,
-            limit=loop.rollouts_ahead or loop.episodes_per_round,
-            seed_base=loop.training_seed_base(r + 1),
+            self._registry,
+            seed_base=loop.training_seed_base,
+            rollout_round=rollout_round,
+            last_round=loop.rounds,
+            rollout_limit=loop.rollouts_ahead,
             episode_deadline_s=loop.episode_deadline_s,
+            max_arm_failures=loop.arm_failures_to_set_aside,
+            on_set_aside=self._arm_left_scheduler,
         ).start()
-        self.console.print(f"round {r + 1}'s rollouts: collecting ahead while round {r}'s learners work")
+        rollouts = "no more rollouts (the last round's are in)"
+        if rollout_round is not None:
+            rollouts = f"round {rollout_round}'s rollouts with {self._registry.deployed().version}"
+        self.console.print(
+            f"arms in episodes from now on (loop.mode=continual): {rollouts}, evaluations in between"
+        )
 
-    def _stop_rollouts_ahead(self) -> None:
-        if self._rollouts_ahead is None:
+    def _arm_left_scheduler(self, arm: str, reason: str) -> None:
+        self.console.print(f"[red]arm {arm} set aside until the next stage: {reason}")
+        self._set_aside.setdefault(arm, reason)
+
+    def _stop_scheduler(self) -> None:
+        if self._scheduler is None:
             return
-        stream, self._rollouts_ahead = self._rollouts_ahead, None
-        episodes = stream.stop()
-        left = "".join(f"; arm {arm} left it: {why}" for arm, why in sorted(stream.left.items()))
-        if stream.error is not None:
-            left += f"; it stopped early: {stream.error} (the round's collect stage collects what is missing)"
-        self.console.print(f"round {stream.round_index}'s rollouts collected ahead: {episodes}{left}")
+        scheduler, self._scheduler = self._scheduler, None
+        scheduler.stop()
+        self.console.print(f"arms stopped: {scheduler.episodes} episodes through the scheduler")
 
     # -- stages ---------------------------------------------------------------------------------------------
     def _stage_collect(self, r: int) -> dict[str, Any]:
@@ -240,6 +253,17 @@ class RoundDriver:
         before = self._send_deployed if purpose == "rollout" else None
         if purpose == "rollout":
             self._send_value_model(r)
+        if purpose == "rollout" and self._scheduler is not None:
+            # The arms have been collecting this round's rollouts since the last round's collect ended, with the
+            # policy deployed then; the round ends its collection once it has its share run by the newest one.
+            version = self._registry.deployed().version
+            records = self._scheduler.collect_rollouts(r, version, target)
+            with_deployed = sum(rec.meta.policy_version == version for rec in records)
+            self.console.print(
+                f"round {r}'s rollouts: {len(records)}, {with_deployed} of them with {version}; the arms go on "
+                f"with round {r + 1}'s"
+            )
+            return {"collected": len(records), "purpose": purpose, "collected_with_deployed": with_deployed}
         records = self._collect(r, purpose, target, before_attempt=before)
         return {"collected": len(records), "purpose": purpose}
 
@@ -354,11 +378,15 @@ class RoundDriver:
     def _stage_evaluate(self, r: int) -> dict[str, Any]:
         """The round's new policy on the fixed evaluation seeds, before the gate decides whether to deploy it."""
         outputs = self.state.round_outputs(r)
-        candidate = self._pack(outputs["policy_checkpoint"], version_name(outputs["policy_version"]))
+        version = version_name(outputs["policy_version"])
+        candidate = self._registry.publish(version, self._pack(outputs["policy_checkpoint"], version)).packed
         seeds = evaluation_seeds(self.config.loop.eval_seed_base, self.config.loop.eval_episodes)
-        records = self._collect(
-            r, "eval", len(seeds), seeds=seeds, before_attempt=lambda arms: self._send(candidate, arms)
-        )
+        if self._scheduler is not None:
+            records = self._scheduler.evaluate(r, version, seeds)
+        else:
+            records = self._collect(
+                r, "eval", len(seeds), seeds=seeds, before_attempt=lambda arms: self._send(candidate, arms)
+            )
         # An episode the operator left unlabelled is no failure: it is left out, and paired tests use the seeds
         # both policies have outcomes for.
         outcomes = {
@@ -405,7 +433,7 @@ class RoundDriver:
             "rule": self.config.loop.gate.rule,
             **({} if comparison is None else comparison.as_dict()),
         }
-        return {**deployed, "gate": gate}
+        return {**deployed, "gate": gate, "deployed_at": time.time()}
 
     # -- helpers --------------------------------------------------------------------------------------------
     @staticmethod
@@ -457,9 +485,16 @@ class RoundDriver:
         self._arm_answers(calls, "loading a policy")
 
     def _deploy(self, checkpoint: str, version: str) -> None:
-        packed = self._pack(checkpoint, version)
+        """Publish (a candidate evaluated this run already is) and deploy: arms that the scheduler keeps in episodes
+        pick it up at their next episode boundary; idle arms load it now."""
+        try:
+            packed = self._registry.get(version).packed
+        except KeyError:
+            packed = self._registry.publish(version, self._pack(checkpoint, version)).packed
+        self._registry.deploy(version)
         self._deployed = (version, packed)
-        self._send(packed)
+        if self._scheduler is None:
+            self._send(packed)
 
     def _send_value_model(self, r: int) -> None:
         """Give the arms' consoles the value version the last round labelled with, to score episodes live."""
@@ -570,9 +605,9 @@ class RoundDriver:
         metrics |= {f"arms/utilisation_{arm}": share for arm, share in utilisation.items()}
         metrics |= {f"staleness/{k}": v for k, v in staleness(records, self.state, r).items()}
         outputs["metrics"] = metrics
-        # The policy versions the round's training episodes ran: in continual mode a round's rollouts are
-        # recorded during the round before, by the policy deployed before that, and its collect/* numbers
-        # describe that policy, not the one the table shows as deployed after the round.
+        # The policy versions the round's training episodes ran: in continual mode a round's rollouts start
+        # during the round before, with the policy deployed then, so its collect/* numbers describe a mix of
+        # the two deployed versions, not the one the table shows as deployed after the round.
         outputs["collected_with"] = sorted({rec.meta.policy_version for rec in trained_on})
         self.state.save(self.run_dir)
         self.console.print(round_table(self.state))

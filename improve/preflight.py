@@ -38,7 +38,7 @@ def check_config(config: VivarlConfig) -> None:
         )
     if loop.mode not in ("pipeline", "continual"):
         raise PreflightError(f"loop.mode must be 'pipeline' or 'continual', got {loop.mode!r}")
-    from improve.collection import STREAM_SEED_OFFSET
+    from improve.scheduler import STREAM_SEED_OFFSET
 
     if loop.mode == "continual" and loop.max_collect_attempts * SEEDS_PER_ATTEMPT > STREAM_SEED_OFFSET:
         raise PreflightError(

@@ -91,3 +91,28 @@ def test_summaries_average_successes_and_their_lengths():
     assert summary.successes == {1: True, 2: False, 3: True}
     with pytest.raises(ValueError, match="at least one seed"):
         summarise([])
+
+
+def test_a_policy_sent_with_an_episode_call_is_swapped_in_before_that_episode(tmp_path):
+    """The continual scheduler sends weights with the arm's next call; they load at that episode boundary, a
+    call naming the version the arm holds keeps it, and weights queued for another version are dropped."""
+    from actors.robot_actor import ActorSettings, RobotWorker
+
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt")
+    first, second = (deployment(checkpoint, version, {}) for version in ("v-first", "v-second"))
+    worker = RobotWorker(
+        ActorSettings(robot=sim_arm(SIM), store_url=str(tmp_path / "store"), task="box_assembly")
+    )
+    try:
+        (a,) = worker.run_episodes("eval", round=1, seeds=[1], policy=first)
+        worker.set_policy(second)  # queued, as the pipeline's deploy stage does between episodes
+        (b,) = worker.run_episodes("eval", round=1, seeds=[2], policy=first)
+        (c,) = worker.run_episodes("eval", round=1, seeds=[3], policy=second)
+        (d,) = worker.run_episodes("eval", round=1, seeds=[4])
+    finally:
+        worker.close()
+    assert [s["policy_version"] for s in (a, b, c, d)] == ["v-first", "v-first", "v-second", "v-second"]
+    store = ReplayStore.open(str(tmp_path / "store"))
+    assert [store.record(s["episode_id"]).meta.policy_version for s in (a, b, c, d)] == [
+        "v-first", "v-first", "v-second", "v-second",
+    ]  # fmt: skip
