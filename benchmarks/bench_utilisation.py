@@ -4,8 +4,8 @@ pipeline (the baseline), one run each, same machine, same settings, one after th
 Run: ``.venv/bin/python benchmarks/bench_utilisation.py [--size small|default] [--out DIR] [-- overrides...]``.
 Each mode is one ``vivarl`` run; the numbers are read back from its ``run_state.json``:
 
-- arm use: the share of the wall time of rounds 1.. the arms spent in episodes (round 0 has no policy to collect
-  ahead with, so it is the same in both modes and is left out);
+- arm use: the share of the wall time of rounds 1.. the arms spent in episodes (round 0 has no policy to run
+  rollouts with, so it is the same in both modes and is left out);
 - successes per wall-hour: evaluation successes of the final round's policy on the fixed seeds, per hour of the
   run's whole wall time (each round's wall time counts, as a lab's night does);
 - staleness: median commit-to-label seconds of the rollouts, and from a policy's training to its first rollout.
